@@ -1,0 +1,94 @@
+"""flext_ctx_aspects: request/trace context for any Python callable, at almost no cost per call.
+
+Correlation ids with parent tracking, service identity, request metadata and operation
+timing, as decorators (``@with_correlation``, ``@service``, ``@timed``, ``@request_scope``)
+that work on every callable kind and fuse into one wrapper layer, plus the ``FlextContext``
+facade over the same state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flext_ctx_aspects._advice import (
+    Advice,
+    Call,
+    CallableKind,
+    Source,
+    Target,
+    Timing,
+    arg,
+    from_call,
+)
+from flext_ctx_aspects._engine import is_enabled, set_enabled
+from flext_ctx_aspects.aspects import (
+    AspectDecorator,
+    aspect,
+    instrument_class,
+    request_scope,
+    service,
+    timed,
+    with_correlation,
+)
+from flext_ctx_aspects.constants import FlextConstants
+from flext_ctx_aspects.errors import ConfigError, FlextContextError, InvalidValueError, ResultError
+from flext_ctx_aspects.facade import FlextContext
+from flext_ctx_aspects.fields import ContextField
+from flext_ctx_aspects.records import OperationRecord, add_sink, remove_sink
+from flext_ctx_aspects.result import FlextResult
+from flext_ctx_aspects.settings import Settings, apply_settings, current_settings
+from flext_ctx_aspects.typing import Aspect, FlextTypes, Sink
+from flext_ctx_aspects.utilities import FlextUtilities
+
+__all__ = [
+    "Advice",
+    "Aspect",
+    "AspectDecorator",
+    "Call",
+    "CallableKind",
+    "ConfigError",
+    "ContextField",
+    "FlextConstants",
+    "FlextContext",
+    "FlextContextError",
+    "FlextResult",
+    "FlextTypes",
+    "FlextUtilities",
+    "InvalidValueError",
+    "OperationRecord",
+    "ResultError",
+    "Settings",
+    "Sink",
+    "Source",
+    "Target",
+    "Timing",
+    "__version__",
+    "add_sink",
+    "apply_settings",
+    "arg",
+    "aspect",
+    "current_settings",
+    "from_call",
+    "instrument_class",
+    "is_enabled",
+    "remove_sink",
+    "request_scope",
+    "service",
+    "set_enabled",
+    "timed",
+    "with_correlation",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The version is read from the installed metadata on first use, not at import time.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("flext-ctx-aspects")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
+    raise AttributeError(f"module 'flext_ctx_aspects' has no attribute {name!r}")

@@ -1,0 +1,246 @@
+"""Compile the field changes of a stack of aspects into one snapshot-building function.
+
+Given the advices of every aspect on a function (outermost first), this emits and compiles
+one function ``update(s, instance, args, kwargs) -> snapshot`` that builds the whole new
+snapshot tuple in a single expression. Applying the advices one after another would build
+one tuple per aspect; the compiled form builds one, whatever the stack height, and reads
+earlier aspects' values from locals (``@with_correlation`` twice gives the inner id the
+outer id as parent, exactly as two separate wrappers would).
+
+Compiled code objects are cached by their source, so instrumenting thousands of functions
+compiles each distinct shape once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from flext_ctx_aspects import _ids, _state
+from flext_ctx_aspects._advice import Source, Target
+
+__all__ = [
+    "BUILTIN_FIELDS",
+    "DEFAULT_CACHE_SIZE",
+    "CurrentOrNewId",
+    "MergeMetadata",
+    "NewId",
+    "Updater",
+    "compile_update",
+    "set_cache_size",
+    "w3c_trace_id",
+]
+
+Updater = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
+
+BUILTIN_FIELDS: Final[Mapping[str, int]] = {
+    "correlation_id": _state.CORRELATION_ID,
+    "parent_correlation_id": _state.PARENT_CORRELATION_ID,
+    "service_name": _state.SERVICE_NAME,
+    "service_version": _state.SERVICE_VERSION,
+    "service_environment": _state.SERVICE_ENVIRONMENT,
+    "user_id": _state.USER_ID,
+    "operation_name": _state.OPERATION_NAME,
+    "request_id": _state.REQUEST_ID,
+    "request_metadata": _state.REQUEST_METADATA,
+    "trace_id": _state.TRACE_ID,
+}
+# Fields whose values must be strings: values taken from arguments are converted with str().
+_TEXT_FIELDS: Final = frozenset(BUILTIN_FIELDS) - {"request_metadata"}
+_TRACE_ID_SHAPE: Final = re.compile(r"[0-9a-f]{32}")
+
+
+class NewId(Source):
+    """A freshly generated id (the configured id generator)."""
+
+    __slots__ = ()
+
+
+class Current(Source):
+    """The value the field has where the body runs (after outer aspects' changes)."""
+
+    __slots__ = ("field",)
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+
+class CurrentOrNewId(Source):
+    """The current value of ``field``, or a new id when it has none."""
+
+    __slots__ = ("field",)
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+
+class TraceRoot(Source):
+    """The current trace id, else the (new) correlation id: the root of a trace names it.
+
+    The value is not checked on this hot path; :func:`w3c_trace_id` turns a correlation id
+    that is not a valid W3C trace id into one where a trace id is written out.
+    """
+
+    __slots__ = ()
+
+
+class MergeMetadata(Source):
+    """The current request metadata updated with ``items`` (values may be sources)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Mapping[str, Any]) -> None:
+        self.items = dict(items)
+
+
+def w3c_trace_id(value: str) -> str:
+    """Return ``value`` if it is a valid W3C trace id, else a trace id derived from it.
+
+    The derivation is a hash, so the same correlation id always maps to the same trace id.
+    """
+    if _TRACE_ID_SHAPE.fullmatch(value) and value.strip("0"):
+        return value
+    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _text(value: object) -> str | None:
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+class _Emitter:
+    """Accumulates the body of one ``update`` function."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {"_gen": _ids.active_generator, "_text": _text}
+        self.slots = [f"s[{index}]" for index in range(len(_state.EMPTY))]
+        self.custom: dict[str, str] = {}
+        self.changed = False
+
+    def constant(self, value: object) -> str:
+        name = f"k{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def local(self, expression: str) -> str:
+        name = f"v{len(self.lines)}"
+        self.lines.append(f"    {name} = {expression}")
+        return name
+
+    def read(self, field: str) -> str:
+        slot = BUILTIN_FIELDS.get(field)
+        if slot is not None:
+            return self.slots[slot]
+        if field in self.custom:
+            return self.custom[field]
+        fields = self.slots[_state.FIELDS]
+        return self.local(f"{fields}.get({field!r}) if {fields} is not None else None")
+
+    def write(self, field: str, expression: str) -> None:
+        self.changed = True
+        slot = BUILTIN_FIELDS.get(field)
+        if slot is not None:
+            self.slots[slot] = expression
+        else:
+            self.custom[field] = expression
+
+    def value(self, field: str, source: object) -> str:
+        """Return an expression for ``source`` as the new value of ``field``."""
+        if isinstance(source, NewId):
+            return self.local("_gen[0]()")
+        if isinstance(source, Current):
+            return self.read(source.field)
+        if isinstance(source, CurrentOrNewId):
+            current = self.read(source.field)
+            return self.local(f"{current} if {current} is not None else _gen[0]()")
+        if isinstance(source, TraceRoot):
+            trace = self.read("trace_id")
+            correlation = self.read("correlation_id")
+            return self.local(f"{trace} if {trace} is not None else {correlation}")
+        if isinstance(source, MergeMetadata):
+            return self._metadata(source)
+        if isinstance(source, Source):
+            resolve = self.constant(source.resolver(self.target))
+            expression = f"{resolve}(instance, args, kwargs)"
+            if field in _TEXT_FIELDS:
+                expression = f"_text({expression})"
+            return self.local(expression)
+        return self.constant(source)
+
+    def _metadata(self, source: MergeMetadata) -> str:
+        current = self.read("request_metadata")
+        static = {k: v for k, v in source.items.items() if not isinstance(v, Source)}
+        dynamic = {k: v for k, v in source.items.items() if isinstance(v, Source)}
+        parts = [f"**({current} or {{}})"]
+        if static:
+            parts.append(f"**{self.constant(static)}")
+        for key, item in dynamic.items():
+            resolve = self.constant(item.resolver(self.target))
+            parts.append(f"{key!r}: {resolve}(instance, args, kwargs)")
+        return self.local("{" + ", ".join(parts) + "}")
+
+    def source(self) -> str:
+        slots = list(self.slots)
+        if self.custom:
+            fields = slots[_state.FIELDS]
+            items = ", ".join(f"{name!r}: {expr}" for name, expr in self.custom.items())
+            slots[_state.FIELDS] = f"{{**({fields} or {{}}), {items}}}"
+        body = [*self.lines, f"    return ({', '.join(slots)},)"]
+        return "def update(s, instance, args, kwargs):\n" + "\n".join(body) + "\n"
+
+
+DEFAULT_CACHE_SIZE: Final = 1024
+_code_cache: dict[str, Any] = {}
+_cache_size = DEFAULT_CACHE_SIZE
+
+
+def set_cache_size(size: int) -> None:
+    """Set how many compiled update shapes are kept (oldest evicted first)."""
+    global _cache_size
+    if size < 1:
+        raise ValueError(f"cache size must be >= 1 (got {size!r})")
+    _cache_size = size
+    while len(_code_cache) > size:
+        del _code_cache[next(iter(_code_cache))]
+
+
+def compile_update(target: Target, changes: Sequence[Mapping[str, Any]]) -> Updater | None:
+    """Compile the field changes of a stack of aspects (outermost first).
+
+    Returns:
+        The ``update`` function, or None when no aspect changes any field.
+
+    Raises:
+        TypeError: A source does not fit the target (reported at decoration time).
+    """
+    emitter = _Emitter(target)
+    for fields in changes:
+        # Every value of one aspect is computed from the state as the aspect found it, then
+        # all are written: fields of one aspect do not see each other's new values. The
+        # trace root is the exception: it is derived from the correlation id just written.
+        deferred = [name for name, value in fields.items() if isinstance(value, TraceRoot)]
+        computed = [
+            (name, emitter.value(name, value))
+            for name, value in fields.items()
+            if not isinstance(value, TraceRoot)
+        ]
+        for name, expression in computed:
+            emitter.write(name, expression)
+        for name in deferred:
+            emitter.write(name, emitter.value(name, fields[name]))
+    if not emitter.changed:
+        return None
+    source = emitter.source()
+    code = _code_cache.get(source)
+    if code is None:
+        code = compile(source, "<flext_ctx_aspects compiled update>", "exec")
+        if len(_code_cache) >= _cache_size:
+            del _code_cache[next(iter(_code_cache))]
+        _code_cache[source] = code
+    namespace = dict(emitter.namespace)
+    exec(code, namespace)  # noqa: S102 - source is generated above from field names and locals only
+    update: Updater = namespace["update"]
+    return update

@@ -1,0 +1,661 @@
+"""The aspect engine: one wrapper layer per function, whatever the callable kind.
+
+Only this module knows callable kinds. At decoration time it detects the kind once, asks every
+aspect on the function for its :class:`~flext_ctx_aspects.Advice`, compiles their field changes
+into one snapshot-building function (see ``_compile``) and picks a driver for the kind:
+
+* plain function: set the snapshot, call, restore; the fast paths are specialised closures.
+* coroutine function: the same around ``await``; tokens stay within the awaiting task.
+* generator function: the body runs in its own ``contextvars.Context``, entered for each
+  resume (``ctx.run(gen.send, value)``), so the aspect's context is visible to the body on
+  every resume, never to the consumer between yields, and the generator may be resumed or
+  closed from any thread, task or Context. No token is ever held across a ``yield``.
+* async generator function: as for generators, each step of the awaitable returned by
+  ``asend``/``athrow``/``aclose`` is driven inside the generator's Context. The inner
+  generator is hidden from the event loop's asyncgen hooks, so only the outer one is
+  finalised by the loop, and it closes the inner one itself, in its Context, exactly once.
+
+The wrapper is a subclass of wrapt's C ``_FunctionWrapperBase``. wrapt's ``FunctionWrapper``
+probes ``__wrapped__.__self__`` on every call of a plain function (an AttributeError raised
+and cleared in C, ~0.8 µs here); the wrapper below uses a binding label the C code does not
+probe for, and still binds as a descriptor through the wrapped function's ``__get__``, so
+methods, classmethods and staticmethods work unchanged (measured in docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import sys
+import time
+import types
+from collections.abc import Callable, Generator
+from typing import Any, Final, NamedTuple, cast
+
+from flext_ctx_aspects import _state, records
+from flext_ctx_aspects._advice import Advice, Call, CallableKind, Target
+from flext_ctx_aspects._compile import Updater, compile_update
+from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects.records import TimingSpec
+
+try:  # The C implementation; wrapt falls back to pure Python where it has no extension.
+    from wrapt.__wrapt__ import BoundFunctionWrapper, _FunctionWrapperBase
+except ImportError:  # pragma: no cover - layout of older wrapt releases
+    from wrapt.wrappers import BoundFunctionWrapper, _FunctionWrapperBase
+
+__all__ = [
+    "KIND_OVERRIDES",
+    "AspectWrapper",
+    "apply_aspect",
+    "detect_kind",
+    "is_enabled",
+    "set_enabled",
+]
+
+# A binding label that wrapt's C __call__ does not probe ``__self__`` for (see module doc).
+_FUNCTION_BINDING: Final = "flext_ctx_aspects.function"
+
+KIND_OVERRIDES: Final[dict[str, CallableKind]] = {
+    "function": "function",
+    "sync": "function",
+    "coroutine": "coroutine",
+    "async": "coroutine",
+    "generator": "generator",
+    "async_generator": "async_generator",
+    "asyncgen": "async_generator",
+}
+
+_disabled = False
+_sinks: Final = records.active
+_finish: Final = records.finish
+_clock: Final = time.perf_counter_ns
+_get: Final = _state.get
+_push: Final = _state.push
+_pop: Final = _state.pop
+_push_op: Final = _state.push_operation
+_pop_op: Final = _state.pop_operation
+_copy_context: Final = contextvars.copy_context
+
+
+def set_enabled(enabled: bool) -> None:
+    """Switch every aspect on or off at runtime, process-wide.
+
+    Switched off, each instrumented call is a pass-through costing one flag test on top of
+    the wrapper's own call; generators created while off are not instrumented.
+    """
+    global _disabled
+    _disabled = not enabled
+
+
+def is_enabled() -> bool:
+    """Whether aspects are switched on (see :func:`set_enabled`)."""
+    return not _disabled
+
+
+# --- kinds and targets --------------------------------------------------------------------
+
+
+def _underlying(target: Any) -> Any:
+    if isinstance(target, (classmethod, staticmethod)):
+        return target.__func__
+    return target
+
+
+def detect_kind(target: Any) -> CallableKind:
+    """Return how ``target`` runs; honours wrapt's ``mark_as_sync``/``mark_as_async``."""
+    function = _underlying(target)
+    if inspect.isasyncgenfunction(function):
+        return "async_generator"
+    if inspect.isgeneratorfunction(function):
+        return "generator"
+    if inspect.iscoroutinefunction(function) or _marked_coroutine(function):
+        return "coroutine"
+    return "function"
+
+
+def _marked_coroutine(function: Any) -> bool:
+    # asyncio's legacy marker (asyncio.coroutines._is_coroutine), honoured before 3.12.
+    marker = getattr(function, "_is_coroutine", None)
+    return marker is not None and getattr(marker, "__name__", "") == "_is_coroutine"
+
+
+def _make_target(base: Any, kind: CallableKind) -> Target:
+    function = _underlying(base)
+    module = getattr(function, "__module__", None) or ""
+    qualname = getattr(function, "__qualname__", None) or getattr(
+        type(function), "__qualname__", repr(function)
+    )
+    return Target(function=function, kind=kind, module=str(module), qualname=str(qualname))
+
+
+# --- plans and drivers --------------------------------------------------------------------
+
+
+class _Plan(NamedTuple):
+    target: Target
+    update: Updater | None
+    timings: tuple[TimingSpec, ...]
+    measure_body: bool
+    befores: tuple[Callable[[Call], None], ...]
+    afters: tuple[Callable[[Call, BaseException | None], None], ...]
+
+
+def _make_plan(target: Target, advices: list[Advice]) -> _Plan:
+    update = compile_update(target, [advice.fields for advice in advices])
+    timings = tuple(
+        TimingSpec(
+            name=advice.timing.name or target.default_name,
+            kind=target.kind,
+            min_duration_ns=int(advice.timing.min_duration_s * 1e9),
+            keep_errors=advice.timing.keep_errors,
+        )
+        for advice in advices
+        if advice.timing is not None
+    )
+    return _Plan(
+        target=target,
+        update=update,
+        timings=timings,
+        measure_body=any(a.timing is not None and a.timing.measure_body for a in advices),
+        befores=tuple(a.before for a in advices if a.before is not None),
+        # After-hooks unwind inner first, as separate wrappers would.
+        afters=tuple(a.after for a in reversed(advices) if a.after is not None),
+    )
+
+
+Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+def _enter(plan: _Plan, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Open the plan's scope in the current Context; return the operation metadata dict.
+
+    Used by every driver except the specialised sync fast paths. Never raises. The scope is
+    not closed by a token when it runs in a private Context (generators): the Context is
+    simply dropped at the end.
+    """
+    if plan.update is not None:
+        try:
+            _push(plan.update(_get(), instance, args, kwargs))
+        except Exception as exc:
+            report_internal_error(f"computing context fields for {plan.target.qualname}", exc)
+    metadata: dict[str, Any] | None = None
+    if plan.timings:
+        metadata = {}
+        _push_op(metadata)
+    if plan.befores:
+        call = Call(plan.target, instance, args, kwargs)
+        for before in plan.befores:
+            try:
+                before(call)
+            except Exception as exc:
+                report_internal_error(f"before-hook of an aspect on {plan.target.qualname}", exc)
+    return metadata
+
+
+def _exit(
+    plan: _Plan,
+    start: int,
+    error: BaseException | None,
+    metadata: dict[str, Any] | None,
+    body_ns: int | None,
+    call: Call | None,
+) -> None:
+    """Record the finished call and run after-hooks, inside the plan's scope. Never raises."""
+    end = _clock()
+    if _sinks:
+        for spec in plan.timings:
+            _finish(spec, start, end, error, metadata, body_ns)
+    for after in plan.afters:
+        try:
+            after(cast("Call", call), error)
+        except Exception as exc:
+            report_internal_error(f"after-hook of an aspect on {plan.target.qualname}", exc)
+
+
+def _sync_driver(plan: _Plan) -> Wrapper:
+    update = plan.update
+    qualname = plan.target.qualname
+    if not plan.timings and not plan.befores and not plan.afters:
+        if update is None:
+            return _pass_through
+
+        def call_in_scope(
+            wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
+        ) -> Any:
+            if _disabled:
+                return wrapped(*args, **kwargs)
+            try:
+                token = _push(update(_get(), instance, args, kwargs))
+            except Exception as exc:
+                report_internal_error(f"computing context fields for {qualname}", exc)
+                return wrapped(*args, **kwargs)
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                _pop(token)
+
+        return call_in_scope
+
+    if len(plan.timings) == 1 and not plan.befores and not plan.afters:
+        spec = plan.timings[0]
+
+        def call_timed(
+            wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
+        ) -> Any:
+            if _disabled:
+                return wrapped(*args, **kwargs)
+            token = None
+            if update is not None:
+                try:
+                    token = _push(update(_get(), instance, args, kwargs))
+                except Exception as exc:
+                    report_internal_error(f"computing context fields for {qualname}", exc)
+            metadata: dict[str, Any] = {}
+            operation = _push_op(metadata)
+            start = _clock()
+            try:
+                result = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                end = _clock()
+                if _sinks:
+                    _finish(spec, start, end, exc, metadata)
+                _pop_op(operation)
+                if token is not None:
+                    _pop(token)
+                raise
+            end = _clock()
+            if _sinks:
+                _finish(spec, start, end, None, metadata)
+            _pop_op(operation)
+            if token is not None:
+                _pop(token)
+            return result
+
+        return call_timed
+
+    def call_general(
+        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
+    ) -> Any:
+        if _disabled:
+            return wrapped(*args, **kwargs)
+        snapshot = _get()
+        operation = _state.get_operation()
+        call = Call(plan.target, instance, args, kwargs) if plan.afters else None
+        metadata = _enter(plan, instance, args, kwargs)
+        start = _clock()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            _exit(plan, start, exc, metadata, None, call)
+            _reset_to(snapshot, operation)
+            raise
+        _exit(plan, start, None, metadata, None, call)
+        _reset_to(snapshot, operation)
+        return result
+
+    return call_general
+
+
+def _reset_to(snapshot: _state.Snapshot, operation: dict[str, Any] | None) -> None:
+    # The general paths restore by value: _enter may have pushed zero, one or two variables.
+    if _get() is not snapshot:
+        _state.replace(snapshot)
+    if _state.get_operation() is not operation:
+        _state.push_operation(operation)
+
+
+def _pass_through(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
+) -> Any:
+    return wrapped(*args, **kwargs)
+
+
+def _coroutine_driver(plan: _Plan) -> Wrapper:
+    needs_exit = bool(plan.timings or plan.afters)
+
+    async def run_in_scope(
+        coroutine: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        # Restoring by value, not by token: a coroutine driven by hand may be resumed in
+        # another Context, where a token reset would raise.
+        snapshot = _get()
+        operation = _state.get_operation()
+        call = Call(plan.target, instance, args, kwargs) if plan.afters else None
+        metadata = _enter(plan, instance, args, kwargs)
+        start = _clock()
+        try:
+            result = await coroutine
+        except BaseException as exc:
+            if needs_exit:
+                _exit(plan, start, exc, metadata, None, call)
+            _reset_to(snapshot, operation)
+            raise
+        if needs_exit:
+            _exit(plan, start, None, metadata, None, call)
+        _reset_to(snapshot, operation)
+        return result
+
+    def call_coroutine(
+        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
+    ) -> Any:
+        if _disabled:
+            return wrapped(*args, **kwargs)
+        # The inner coroutine is created now, so a bad call raises TypeError here, as it
+        # would undecorated, not at the first await.
+        return run_in_scope(wrapped(*args, **kwargs), instance, args, kwargs)
+
+    return call_coroutine
+
+
+def _generator_driver(plan: _Plan) -> Wrapper:
+    needs_exit = bool(plan.timings or plan.afters)
+    measure = plan.measure_body
+
+    def drive(
+        inner: Generator[Any, Any, Any],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+    ) -> Generator[Any, Any, Any]:
+        run = context.run
+        call = Call(plan.target, instance, args, kwargs) if plan.afters else None
+        metadata = run(_enter, plan, instance, args, kwargs)
+        start = _clock()
+        body_ns = 0 if measure else None
+        send = inner.send
+        action: Callable[[Any], Any] = send
+        value: Any = None
+        while True:
+            try:
+                if measure:
+                    resumed = _clock()
+                    try:
+                        item = run(action, value)
+                    finally:
+                        body_ns += _clock() - resumed  # type: ignore[operator]
+                else:
+                    item = run(action, value)
+            except StopIteration as stop:
+                if needs_exit:
+                    run(_exit, plan, start, None, metadata, body_ns, call)
+                return stop.value
+            except BaseException as exc:
+                if needs_exit:
+                    run(_exit, plan, start, exc, metadata, body_ns, call)
+                raise
+            try:
+                value = yield item
+            except GeneratorExit:
+                # As ``yield from`` does: close the inner generator, then go on closing.
+                try:
+                    run(inner.close)
+                except BaseException as exc:
+                    if needs_exit:
+                        run(_exit, plan, start, exc, metadata, body_ns, call)
+                    raise
+                if needs_exit:
+                    run(_exit, plan, start, None, metadata, body_ns, call)
+                raise
+            except BaseException as exc:
+                action = inner.throw
+                value = exc
+            else:
+                action = send
+
+    def call_generator(
+        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
+    ) -> Any:
+        if _disabled:
+            return wrapped(*args, **kwargs)
+        return drive(wrapped(*args, **kwargs), instance, args, kwargs, _copy_context())
+
+    return call_generator
+
+
+@types.coroutine
+def _in_context(awaitable: Any, run: Callable[..., Any]) -> Generator[Any, Any, Any]:
+    """Await ``awaitable`` with each of its steps run by ``run`` (a ``Context.run``)."""
+    send = awaitable.send
+    action: Callable[[Any], Any] = send
+    value: Any = None
+    while True:
+        try:
+            signal = run(action, value)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            value = yield signal
+        except GeneratorExit:
+            run(awaitable.close)
+            raise
+        except BaseException as exc:
+            action = awaitable.throw
+            value = exc
+        else:
+            action = send
+
+
+def _first_step_unhooked(inner: Any) -> Any:
+    # The first asend() registers an async generator with the running loop's asyncgen hooks.
+    # Hidden from them, the inner generator is finalised only through the outer one, which
+    # closes it in its own Context exactly once, instead of the loop closing both
+    # concurrently at shutdown.
+    hooks = sys.get_asyncgen_hooks()
+    if hooks.firstiter is None and hooks.finalizer is None:
+        return inner.asend(None)
+    sys.set_asyncgen_hooks(firstiter=None, finalizer=None)
+    try:
+        return inner.asend(None)
+    finally:
+        sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=hooks.finalizer)
+
+
+def _async_generator_driver(plan: _Plan) -> Wrapper:
+    needs_exit = bool(plan.timings or plan.afters)
+    measure = plan.measure_body
+
+    async def drive(
+        inner: Any,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+    ) -> Any:
+        run = context.run
+        call = Call(plan.target, instance, args, kwargs) if plan.afters else None
+        metadata = run(_enter, plan, instance, args, kwargs)
+        start = _clock()
+        body_ns = 0 if measure else None
+        awaitable = _first_step_unhooked(inner)
+        while True:
+            try:
+                if measure:
+                    resumed = _clock()
+                    try:
+                        item = await _in_context(awaitable, run)
+                    finally:
+                        body_ns += _clock() - resumed  # type: ignore[operator]
+                else:
+                    item = await _in_context(awaitable, run)
+            except StopAsyncIteration:
+                if needs_exit:
+                    run(_exit, plan, start, None, metadata, body_ns, call)
+                return
+            except BaseException as exc:
+                if needs_exit:
+                    run(_exit, plan, start, exc, metadata, body_ns, call)
+                raise
+            try:
+                value = yield item
+            except GeneratorExit:
+                try:
+                    await _in_context(inner.aclose(), run)
+                except BaseException as exc:
+                    if needs_exit:
+                        run(_exit, plan, start, exc, metadata, body_ns, call)
+                    raise
+                if needs_exit:
+                    run(_exit, plan, start, None, metadata, body_ns, call)
+                raise
+            except BaseException as exc:
+                awaitable = inner.athrow(exc)
+            else:
+                awaitable = inner.asend(value)
+
+    def call_async_generator(
+        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
+    ) -> Any:
+        if _disabled:
+            return wrapped(*args, **kwargs)
+        return drive(wrapped(*args, **kwargs), instance, args, kwargs, _copy_context())
+
+    return call_async_generator
+
+
+_DRIVERS: Final[dict[CallableKind, Callable[[_Plan], Wrapper]]] = {
+    "function": _sync_driver,
+    "coroutine": _coroutine_driver,
+    "generator": _generator_driver,
+    "async_generator": _async_generator_driver,
+}
+
+
+# --- the wrapper ----------------------------------------------------------------------------
+
+
+class _BoundAspectWrapper(BoundFunctionWrapper):  # type: ignore[misc]
+    """The wrapper bound to an instance or class (created by ``__get__``)."""
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # Pickled like a bound method: by owner and name.
+        owner = getattr(self.__wrapped__, "__self__", None)
+        if owner is None:
+            raise TypeError(f"cannot pickle unbound {self.__qualname__!r}")
+        return (getattr, (owner, self.__name__))
+
+
+class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
+    """A function instrumented by this library's aspects: one layer for the whole stack.
+
+    ``_self_aspects`` holds the aspects, outermost first; applying one more aspect builds a
+    new wrapper around the same original function with the longer tuple (fusion).
+    """
+
+    __bound_function_wrapper__ = _BoundAspectWrapper
+
+    def __init__(
+        self,
+        wrapped: Any,
+        wrapper: Wrapper,
+        binding: str,
+        aspects: tuple[Any, ...],
+        kind: CallableKind,
+        kind_overridden: bool,
+    ) -> None:
+        super().__init__(wrapped, None, wrapper, None, binding)
+        self._self_aspects = aspects
+        self._self_kind = kind
+        self._self_kind_overridden = kind_overridden
+
+    @property
+    def __code__(self) -> types.CodeType:
+        code = cast("types.CodeType", _underlying(self.__wrapped__).__code__)
+        if not self._self_kind_overridden:
+            return code
+        # An explicit kind makes inspect.iscoroutinefunction & co. answer accordingly.
+        flags = code.co_flags & ~(_CO_KIND_FLAGS)
+        return code.replace(co_flags=flags | _KIND_FLAG[self._self_kind])
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # Functions pickle by reference; so does their instrumented stand-in.
+        return self.__qualname__
+
+    def __copy__(self) -> AspectWrapper:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> AspectWrapper:
+        return self
+
+
+_CO_KIND_FLAGS: Final = (
+    inspect.CO_GENERATOR
+    | inspect.CO_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR
+    | inspect.CO_ITERABLE_COROUTINE
+)
+_KIND_FLAG: Final[dict[CallableKind, int]] = {
+    "function": 0,
+    "coroutine": inspect.CO_COROUTINE,
+    "generator": inspect.CO_GENERATOR,
+    "async_generator": inspect.CO_ASYNC_GENERATOR,
+}
+
+
+def _binding_for(base: Any) -> str:
+    if isinstance(base, classmethod):
+        return "classmethod"
+    if isinstance(base, staticmethod):
+        return "staticmethod"
+    if inspect.isbuiltin(base):
+        return "builtin"
+    return _FUNCTION_BINDING
+
+
+def _unfuse(target: Any) -> tuple[Any, tuple[Any, ...], CallableKind | None]:
+    """Split ``target`` into the original callable and the aspects already on it."""
+    if isinstance(target, AspectWrapper):
+        overridden = target._self_kind if target._self_kind_overridden else None
+        return target.__wrapped__, target._self_aspects, overridden
+    if isinstance(target, _BoundAspectWrapper):
+        parent = target._self_parent
+        overridden = parent._self_kind if parent._self_kind_overridden else None
+        return target.__wrapped__, parent._self_aspects, overridden
+    if isinstance(target, (classmethod, staticmethod)) and isinstance(
+        target.__func__, AspectWrapper
+    ):
+        inner = target.__func__
+        overridden = inner._self_kind if inner._self_kind_overridden else None
+        return type(target)(inner.__wrapped__), inner._self_aspects, overridden
+    return target, (), None
+
+
+def apply_aspect(aspect: Any, target: Any, kind: str | None = None) -> Any:
+    """Instrument ``target`` with ``aspect`` (fusing with aspects already applied).
+
+    Args:
+        aspect: An object with ``advise(target) -> Advice``.
+        target: A function, method, classmethod, staticmethod or other callable.
+        kind: Explicit callable kind for callables that return awaitables or generators
+            without being declared ``async def`` or containing ``yield``.
+
+    Returns:
+        The instrumented callable.
+
+    Raises:
+        TypeError: ``target`` is not callable, ``kind`` is unknown, or the aspect's advice
+            does not fit the target.
+    """
+    base, existing, inherited_kind = _unfuse(target)
+    if not callable(_underlying(base)):
+        raise TypeError(f"cannot instrument {type(target).__qualname__} object: not callable")
+    if kind is not None:
+        if kind not in KIND_OVERRIDES:
+            choices = ", ".join(sorted(KIND_OVERRIDES))
+            raise TypeError(f"kind must be one of {choices} (got {kind!r})")
+        resolved: CallableKind = KIND_OVERRIDES[kind]
+        overridden = True
+    elif inherited_kind is not None:
+        resolved, overridden = inherited_kind, True
+    else:
+        resolved, overridden = detect_kind(base), False
+    aspects = (aspect, *existing)
+    target_info = _make_target(base, resolved)
+    plan = _make_plan(target_info, [a.advise(target_info) for a in aspects])
+    driver = _DRIVERS[resolved](plan)
+    return AspectWrapper(base, driver, _binding_for(base), aspects, resolved, overridden)
+
+
+def aspects_of(function: Any) -> tuple[Any, ...]:
+    """Return the aspects applied to ``function`` (outermost first), or ``()``."""
+    return _unfuse(function)[1]

@@ -1,0 +1,428 @@
+"""The aspects: ``@with_correlation``, ``@service``, ``@timed``, ``@request_scope``, ``aspect()``.
+
+Each decorator works on plain functions, coroutine functions, generator functions, async
+generator functions, methods, classmethods and staticmethods (above or below
+``@classmethod``/``@staticmethod``), and on classes (see :func:`instrument_class`). Stacked,
+they fuse into one wrapper layer.
+
+Every decorator accepts ``enabled=False`` (returns the callable untouched) and ``kind=`` to
+declare how a callable runs when it returns an awaitable or a generator without being
+declared ``async def`` or containing ``yield`` (``"coroutine"``, ``"generator"``,
+``"async_generator"``, ``"function"``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from flext_ctx_aspects import _ids
+from flext_ctx_aspects._advice import Advice, Source, Target, Timing
+from flext_ctx_aspects._compile import (
+    Current,
+    CurrentOrNewId,
+    MergeMetadata,
+    NewId,
+    TraceRoot,
+)
+from flext_ctx_aspects._engine import apply_aspect
+from flext_ctx_aspects.typing import Aspect
+
+__all__ = [
+    "AspectDecorator",
+    "aspect",
+    "instrument_class",
+    "request_scope",
+    "service",
+    "timed",
+    "with_correlation",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class AspectDecorator(Protocol):
+    """A configured aspect decorator: keeps the decorated object's type and signature."""
+
+    @overload
+    def __call__(self, func: type[T], /) -> type[T]: ...
+    @overload
+    def __call__(self, func: classmethod[T, P, R_co], /) -> classmethod[T, P, R_co]: ...
+    @overload
+    def __call__(self, func: staticmethod[P, R_co], /) -> staticmethod[P, R_co]: ...
+    @overload
+    def __call__(self, func: Callable[P, R_co], /) -> Callable[P, R_co]: ...
+
+
+class _Decorator:
+    """Applies one aspect; the runtime object behind :class:`AspectDecorator`."""
+
+    __slots__ = ("_aspect", "_enabled", "_kind")
+
+    def __init__(self, aspect_: Aspect, enabled: bool, kind: str | None) -> None:
+        self._aspect = aspect_
+        self._enabled = enabled
+        self._kind = kind
+
+    def __call__(self, func: Any, /) -> Any:
+        if not self._enabled:
+            return func
+        if isinstance(func, type):
+            return instrument_class(func, self._aspect, kind=self._kind)
+        return apply_aspect(self._aspect, func, self._kind)
+
+    def __repr__(self) -> str:
+        return f"<flext_ctx_aspects decorator {self._aspect!r}>"
+
+
+_SKIPPED_MEMBER_TYPES = (property, type)
+
+
+def instrument_class(cls: type[T], aspect_: Aspect, *, kind: str | None = None) -> type[T]:
+    """Apply ``aspect_`` to the methods a class defines itself.
+
+    Instrumented: plain methods, classmethods, staticmethods and already instrumented
+    methods found in ``cls.__dict__``. Skipped: dunder methods (``__init__``, ``__repr__``,
+    ...), inherited methods, properties, nested classes and non-callable attributes.
+
+    Returns:
+        ``cls`` itself, modified in place.
+    """
+    for name, member in list(vars(cls).items()):
+        if name.startswith("__") and name.endswith("__"):
+            continue
+        if isinstance(member, _SKIPPED_MEMBER_TYPES):
+            continue
+        if not (
+            inspect.isfunction(member)
+            or isinstance(member, (classmethod, staticmethod))
+            or hasattr(member, "_self_aspects")
+        ):
+            continue
+        setattr(cls, name, apply_aspect(aspect_, member, kind))
+    return cls
+
+
+def aspect(spec: Aspect | Advice | Callable[[Target], Advice]) -> AspectDecorator:
+    """Make a decorator from a custom aspect.
+
+    The aspect gets the same semantics as the built-in ones on every callable kind, and
+    fuses with them into one wrapper layer.
+
+    Args:
+        spec: An object with ``advise(target) -> Advice``, a function ``target -> Advice``,
+            or a fixed :class:`Advice`.
+
+    Returns:
+        The decorator.
+
+    Example:
+        >>> from flext_ctx_aspects import Advice, aspect, arg
+        >>> tenant_scope = aspect(Advice(fields={"tenant_id": arg("tenant")}))
+        >>> @tenant_scope
+        ... def handle(tenant: str) -> str:
+        ...     return tenant
+    """
+    if isinstance(spec, Advice):
+        return _Decorator(_FixedAdvice(spec), enabled=True, kind=None)
+    if isinstance(spec, Aspect):
+        return _Decorator(spec, enabled=True, kind=None)
+    if callable(spec):
+        return _Decorator(_AdviceFunction(spec), enabled=True, kind=None)
+    raise TypeError(
+        f"aspect() takes an Aspect, an Advice or a function returning one "
+        f"(got {type(spec).__qualname__})"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _FixedAdvice:
+    advice: Advice
+
+    def advise(self, target: Target) -> Advice:
+        return self.advice
+
+
+@dataclass(frozen=True, slots=True)
+class _AdviceFunction:
+    function: Callable[[Target], Advice]
+
+    def advise(self, target: Target) -> Advice:
+        return self.function(target)
+
+
+# --- @with_correlation ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Correlation:
+    inherit: bool
+
+    def advise(self, target: Target) -> Advice:
+        if self.inherit:
+            return Advice(
+                fields={"correlation_id": CurrentOrNewId("correlation_id"), "trace_id": TraceRoot()}
+            )
+        return Advice(
+            fields={
+                "correlation_id": NewId(),
+                "parent_correlation_id": Current("correlation_id"),
+                "trace_id": TraceRoot(),
+            }
+        )
+
+
+@overload
+def with_correlation(func: type[T], /) -> type[T]: ...
+@overload
+def with_correlation(func: classmethod[T, P, R], /) -> classmethod[T, P, R]: ...
+@overload
+def with_correlation(func: staticmethod[P, R], /) -> staticmethod[P, R]: ...
+@overload
+def with_correlation(func: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def with_correlation(
+    *, inherit: bool = False, enabled: bool = True, kind: str | None = None
+) -> AspectDecorator: ...
+def with_correlation(
+    func: Any = None, /, *, inherit: bool = False, enabled: bool = True, kind: str | None = None
+) -> Any:
+    """Run each call in a new correlation id whose parent is the caller's.
+
+    Usable bare (``@with_correlation``) or configured (``@with_correlation(inherit=True)``).
+
+    Args:
+        func: The callable, when used bare.
+        inherit: Reuse the caller's correlation id when there is one (a new id otherwise).
+        enabled: False returns the callable untouched.
+        kind: Explicit callable kind (see module docs).
+
+    Returns:
+        The instrumented callable, or a decorator when called with options only.
+    """
+    decorator = _Decorator(_Correlation(inherit), enabled, kind)
+    return decorator if func is None else decorator(func)
+
+
+# --- @service -------------------------------------------------------------------------------
+
+
+def _check_name(parameter: str, value: object, *, required: bool) -> None:
+    if value is None and not required:
+        return
+    if isinstance(value, Source):
+        return
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{parameter} must be a non-empty str (got {value!r})")
+    if not value.isprintable():
+        raise ValueError(f"{parameter} must not contain control characters (got {value!r})")
+
+
+@dataclass(frozen=True, slots=True)
+class _Service:
+    name: str | Source
+    version: str | Source | None
+    environment: str | Source | None
+
+    def advise(self, target: Target) -> Advice:
+        return Advice(
+            fields={
+                "service_name": self.name,
+                "service_version": self.version,
+                "service_environment": self.environment,
+            }
+        )
+
+
+def service(
+    name: str | Source,
+    version: str | Source | None = None,
+    environment: str | Source | None = None,
+    *,
+    enabled: bool = True,
+    kind: str | None = None,
+) -> AspectDecorator:
+    """Run each call as service ``name`` (with ``version`` and ``environment``).
+
+    Args:
+        name: Service name, e.g. ``"user-service"`` (or a source such as ``arg("svc")``).
+        version: Service version, e.g. ``"1.2.0"``.
+        environment: Deployment environment, e.g. ``"production"``.
+        enabled: False returns the callable untouched.
+        kind: Explicit callable kind (see module docs).
+
+    Raises:
+        TypeError: ``name`` is not a non-empty string or source.
+        ValueError: A value contains control characters.
+    """
+    _check_name("service name", name, required=True)
+    _check_name("service version", version, required=False)
+    _check_name("service environment", environment, required=False)
+    return _Decorator(_Service(name, version, environment), enabled, kind)
+
+
+# --- @timed -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Timed:
+    timing: Timing
+
+    def advise(self, target: Target) -> Advice:
+        return Advice(timing=self.timing)
+
+
+@overload
+def timed(func: type[T], /) -> type[T]: ...
+@overload
+def timed(func: classmethod[T, P, R], /) -> classmethod[T, P, R]: ...
+@overload
+def timed(func: staticmethod[P, R], /) -> staticmethod[P, R]: ...
+@overload
+def timed(func: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def timed(
+    *,
+    name: str | None = None,
+    min_duration: float = 0.0,
+    keep_errors: bool = True,
+    measure_body: bool = False,
+    enabled: bool = True,
+    kind: str | None = None,
+) -> AspectDecorator: ...
+def timed(
+    func: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    min_duration: float = 0.0,
+    keep_errors: bool = True,
+    measure_body: bool = False,
+    enabled: bool = True,
+    kind: str | None = None,
+) -> Any:
+    """Time each call and record it as an operation (see ``capture_operations`` and sinks).
+
+    For generators and async generators the operation runs from the first resume to
+    exhaustion or close.
+
+    Args:
+        func: The callable, when used bare (``@timed``).
+        name: Operation name; defaults to ``module.qualname`` of the callable.
+        min_duration: Seconds; faster calls are not recorded, decided per call at its end.
+        keep_errors: Record failed calls even when faster than ``min_duration``.
+        measure_body: Generators: also record the time spent in the body, excluding time
+            suspended at ``yield`` (``OperationRecord.body_duration_ns``).
+        enabled: False returns the callable untouched.
+        kind: Explicit callable kind (see module docs).
+
+    Raises:
+        ValueError: ``min_duration`` is negative.
+        TypeError: ``name`` is given but is not a non-empty string.
+    """
+    if name is not None:
+        _check_name("timed name", name, required=True)
+    timing = Timing(
+        name=name,
+        min_duration_s=min_duration,
+        keep_errors=keep_errors,
+        measure_body=measure_body,
+    )
+    decorator = _Decorator(_Timed(timing), enabled, kind)
+    return decorator if func is None else decorator(func)
+
+
+# --- @request_scope -------------------------------------------------------------------------
+
+
+class _OrNewId(Source):
+    """A source whose None result is replaced by the caller's id or a new one."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Source) -> None:
+        self.inner = inner
+
+    def resolver(self, target: Target) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]:
+        resolve = self.inner.resolver(target)
+        new_id = _ids.new_id
+
+        def resolve_or_new(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            value = resolve(instance, args, kwargs)
+            return new_id() if value is None else value
+
+        return resolve_or_new
+
+
+@dataclass(frozen=True, slots=True)
+class _RequestScope:
+    user_id: str | Source | None
+    operation_name: str | Source | None
+    request_id: str | Source | None
+    metadata: Mapping[str, Any] | None
+
+    def advise(self, target: Target) -> Advice:
+        fields: dict[str, Any] = {
+            "operation_name": self.operation_name
+            if self.operation_name is not None
+            else target.qualname,
+        }
+        if self.user_id is not None:
+            fields["user_id"] = self.user_id
+        if self.request_id is None:
+            fields["request_id"] = CurrentOrNewId("request_id")
+        elif isinstance(self.request_id, Source):
+            fields["request_id"] = _OrNewId(self.request_id)
+        else:
+            fields["request_id"] = self.request_id
+        if self.metadata:
+            fields["request_metadata"] = MergeMetadata(self.metadata)
+        return Advice(fields=fields)
+
+
+def request_scope(
+    user_id: str | Source | None = None,
+    operation_name: str | Source | None = None,
+    request_id: str | Source | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    enabled: bool = True,
+    kind: str | None = None,
+) -> AspectDecorator:
+    """Run each call in a request scope: user, operation name, request id and metadata.
+
+    Any value may be taken from the call's own arguments with :func:`arg` (or
+    :func:`from_call`), e.g. ``@request_scope(user_id=arg("user", lambda u: u.id))``.
+
+    Args:
+        user_id: The user the request runs for; None keeps the caller's.
+        operation_name: Defaults to the function's ``__qualname__``.
+        request_id: None keeps the caller's request id, or generates one when there is
+            none; a source that yields None does the same.
+        metadata: Request metadata merged over the caller's; values may be sources.
+        enabled: False returns the callable untouched.
+        kind: Explicit callable kind (see module docs).
+
+    Raises:
+        TypeError: A value has the wrong type, or ``metadata`` has non-str keys.
+        ValueError: A value contains control characters.
+    """
+    _check_name("user_id", user_id, required=False)
+    _check_name("operation_name", operation_name, required=False)
+    _check_name("request_id", request_id, required=False)
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping (got {type(metadata).__qualname__})")
+        bad_keys = [key for key in metadata if not isinstance(key, str)]
+        if bad_keys:
+            raise TypeError(f"metadata keys must be str (got {bad_keys[0]!r})")
+    return _Decorator(
+        _RequestScope(user_id, operation_name, request_id, dict(metadata or {})), enabled, kind
+    )

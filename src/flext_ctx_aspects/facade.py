@@ -1,0 +1,546 @@
+"""``FlextContext``: the API of the original design, on top of the same context core.
+
+Everything here reads and writes the same state the aspects use: a value set by
+``FlextContext.Service.service_context`` is what ``@timed`` records, and a function decorated
+with ``@with_correlation`` sees its id through ``FlextContext.Correlation.get_correlation_id``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any, Final
+
+from flext_ctx_aspects import _ids, _state, records
+from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects.constants import FlextConstants
+from flext_ctx_aspects.errors import ConfigError, InvalidValueError
+from flext_ctx_aspects.fields import ContextField, declared_fields
+from flext_ctx_aspects.propagation import headers as _headers
+from flext_ctx_aspects.propagation._validate import validate_id, validate_name
+from flext_ctx_aspects.result import FlextResult
+from flext_ctx_aspects.settings import (
+    Settings,
+    apply_settings,
+    current_settings,
+    settings_for_environment,
+    tuned_settings,
+)
+
+__all__ = ["ContextField", "FlextContext"]
+
+_RESERVED_OPERATION_KEYS: Final = frozenset(
+    {"operation_name", "start_time", "end_time", "duration_seconds"}
+)
+_EMPTY_METADATA: Final[dict[str, Any]] = {}
+
+
+class _Scope:
+    """Context manager pushing a snapshot built from the current one; yields ``result``."""
+
+    __slots__ = ("_changes", "_pushed", "_result", "_token")
+
+    def __init__(self, changes: dict[int, Any], result: Any) -> None:
+        self._changes = changes
+        self._result = result
+
+    def __enter__(self) -> Any:
+        pushed = _state.with_changes(_state.get(), self._changes)
+        self._pushed = pushed
+        self._token = _state.push(pushed)
+        return self._result
+
+    def __exit__(self, *exc_info: object) -> None:
+        _state.restore(self._token, self._pushed)
+
+
+class _NewCorrelation(_Scope):
+    """``new_correlation()``: the id and parent are computed on entry, from the context then."""
+
+    __slots__ = ("_explicit",)
+
+    def __init__(self, correlation_id: str | None) -> None:
+        super().__init__({}, None)
+        self._explicit = correlation_id
+
+    def __enter__(self) -> str:
+        current = _state.get()
+        new_id = self._explicit or _ids.new_id()
+        trace = current[_state.TRACE_ID]
+        self._changes = {
+            _state.CORRELATION_ID: new_id,
+            _state.PARENT_CORRELATION_ID: current[_state.CORRELATION_ID],
+            _state.TRACE_ID: trace if trace is not None else new_id,
+        }
+        self._result = new_id
+        super().__enter__()
+        return new_id
+
+
+class _InheritCorrelation(_Scope):
+    """``inherit_correlation()``: keep the current id, or open a new one when there is none."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__({}, None)
+
+    def __enter__(self) -> str:
+        current = _state.get()
+        existing = current[_state.CORRELATION_ID]
+        correlation_id = existing if existing is not None else _ids.new_id()
+        trace = current[_state.TRACE_ID]
+        self._changes = {
+            _state.CORRELATION_ID: correlation_id,
+            _state.TRACE_ID: trace if trace is not None else correlation_id,
+        }
+        self._result = correlation_id
+        super().__enter__()
+        return correlation_id
+
+
+class _TimedOperation:
+    """``timed_operation(name)``: yields the live metadata dict of the operation."""
+
+    __slots__ = ("_metadata", "_spec", "_start", "_token")
+
+    def __init__(self, name: str) -> None:
+        self._spec = records.TimingSpec(
+            name=name, kind="block", min_duration_ns=0, keep_errors=True
+        )
+
+    def __enter__(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "operation_name": self._spec.name,
+            "start_time": datetime.now(timezone.utc),
+        }
+        self._metadata = metadata
+        self._token = _state.push_operation(metadata)
+        self._start = time.perf_counter_ns()
+        return metadata
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        end = time.perf_counter_ns()
+        metadata = self._metadata
+        duration_ns = end - self._start
+        try:
+            metadata["end_time"] = metadata["start_time"] + timedelta(
+                microseconds=duration_ns / 1000
+            )
+            metadata["duration_seconds"] = duration_ns / 1e9
+        except Exception as error:  # the user may have replaced start_time with anything
+            report_internal_error("timed_operation bookkeeping", error)
+            metadata["duration_seconds"] = duration_ns / 1e9
+        if records.active:
+            user_metadata = {k: v for k, v in metadata.items() if k not in _RESERVED_OPERATION_KEYS}
+            records.finish(self._spec, self._start, end, exc, user_metadata)
+        _state.restore_operation(self._token, metadata)
+
+
+def _is_mapping(value: object) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _check(field: str, value: object, validator: Any) -> Any:
+    # Values given by the program itself: invalid ones are programming errors, raised.
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a str or None (got {type(value).__qualname__})")
+    return validator(field, value)
+
+
+class FlextContext:
+    """Request/trace context: correlation, service, request, performance, serialization.
+
+    Subclasses may declare custom fields (see :class:`ContextField`); they are read, scoped,
+    serialized and propagated like the built-in ones.
+    """
+
+    class Correlation:
+        """Correlation ids with parent tracking."""
+
+        @staticmethod
+        def new_correlation(correlation_id: str | None = None) -> _NewCorrelation:
+            """Open a scope with a new correlation id; its parent is the current id.
+
+            Use as ``with FlextContext.Correlation.new_correlation() as correlation_id:``.
+
+            Args:
+                correlation_id: Use this id instead of generating one.
+
+            Raises:
+                InvalidValueError: ``correlation_id`` is not a valid id.
+            """
+            return _NewCorrelation(_check("correlation_id", correlation_id, validate_id))
+
+        @staticmethod
+        def inherit_correlation() -> _InheritCorrelation:
+            """Open a scope that keeps the current correlation id (a new one if none).
+
+            Use as ``with FlextContext.Correlation.inherit_correlation() as correlation_id:``.
+            """
+            return _InheritCorrelation()
+
+        @staticmethod
+        def get_correlation_id() -> str | None:
+            """Return the current correlation id, or None."""
+            value: str | None = _state.get()[_state.CORRELATION_ID]
+            return value
+
+        @staticmethod
+        def set_correlation_id(correlation_id: str | None) -> None:
+            """Set the correlation id for the rest of the current context.
+
+            Raises:
+                InvalidValueError: Not a valid id (1-128 characters of ``[A-Za-z0-9._:@/+=-]``).
+            """
+            value = _check("correlation_id", correlation_id, validate_id)
+            _state.replace(_state.with_changes(_state.get(), {_state.CORRELATION_ID: value}))
+
+        @staticmethod
+        def get_parent_correlation_id() -> str | None:
+            """Return the parent of the current correlation id, or None."""
+            value: str | None = _state.get()[_state.PARENT_CORRELATION_ID]
+            return value
+
+        @staticmethod
+        def set_parent_correlation_id(parent_id: str | None) -> None:
+            """Set the parent correlation id for the rest of the current context."""
+            value = _check("parent_correlation_id", parent_id, validate_id)
+            _state.replace(_state.with_changes(_state.get(), {_state.PARENT_CORRELATION_ID: value}))
+
+    class Service:
+        """Service identity."""
+
+        @staticmethod
+        def service_context(
+            service_name: str, version: str | None = None, environment: str | None = None
+        ) -> _Scope:
+            """Open a scope running as ``service_name`` (``version``, ``environment``).
+
+            Raises:
+                TypeError: ``service_name`` is not a str.
+                InvalidValueError: A value has control characters or is too long.
+            """
+            if not isinstance(service_name, str):
+                raise TypeError(
+                    f"service_name must be a str (got {type(service_name).__qualname__})"
+                )
+            return _Scope(
+                {
+                    _state.SERVICE_NAME: validate_name("service_name", service_name),
+                    _state.SERVICE_VERSION: _check("version", version, validate_name),
+                    _state.SERVICE_ENVIRONMENT: _check("environment", environment, validate_name),
+                },
+                None,
+            )
+
+        @staticmethod
+        def get_service_name() -> str | None:
+            """Return the current service name, or None."""
+            value: str | None = _state.get()[_state.SERVICE_NAME]
+            return value
+
+        @staticmethod
+        def get_service_version() -> str | None:
+            """Return the current service version, or None."""
+            value: str | None = _state.get()[_state.SERVICE_VERSION]
+            return value
+
+        @staticmethod
+        def get_service_environment() -> str | None:
+            """Return the current service environment, or None."""
+            value: str | None = _state.get()[_state.SERVICE_ENVIRONMENT]
+            return value
+
+        @staticmethod
+        def set_service_name(service_name: str | None) -> None:
+            """Set the service name for the rest of the current context."""
+            value = _check("service_name", service_name, validate_name)
+            _state.replace(_state.with_changes(_state.get(), {_state.SERVICE_NAME: value}))
+
+    class Request:
+        """Request metadata: user, operation name, request id, metadata dict."""
+
+        @staticmethod
+        def request_context(
+            user_id: str | None = None,
+            operation_name: str | None = None,
+            request_id: str | None = None,
+            metadata: Mapping[str, Any] | None = None,
+        ) -> _Scope:
+            """Open a request scope.
+
+            Values left as None are kept from the enclosing scope; the request id is
+            generated when neither this call nor the enclosing scope has one. ``metadata``
+            is merged over the enclosing scope's.
+
+            Raises:
+                TypeError: A value has the wrong type.
+                InvalidValueError: A value has control characters or is too long.
+            """
+            current = _state.get()
+            changes: dict[int, Any] = {}
+            if user_id is not None:
+                changes[_state.USER_ID] = _check("user_id", user_id, validate_name)
+            if operation_name is not None:
+                changes[_state.OPERATION_NAME] = _check(
+                    "operation_name", operation_name, validate_name
+                )
+            if request_id is not None:
+                changes[_state.REQUEST_ID] = _check("request_id", request_id, validate_id)
+            elif current[_state.REQUEST_ID] is None:
+                changes[_state.REQUEST_ID] = _ids.new_id()
+            if metadata is not None:
+                if not isinstance(metadata, Mapping):
+                    raise TypeError(
+                        f"metadata must be a mapping (got {type(metadata).__qualname__})"
+                    )
+                changes[_state.REQUEST_METADATA] = {
+                    **(current[_state.REQUEST_METADATA] or {}),
+                    **metadata,
+                }
+            return _Scope(changes, None)
+
+        @staticmethod
+        def get_user_id() -> str | None:
+            """Return the current user id, or None."""
+            value: str | None = _state.get()[_state.USER_ID]
+            return value
+
+        @staticmethod
+        def get_operation_name() -> str | None:
+            """Return the current request operation name, or None."""
+            value: str | None = _state.get()[_state.OPERATION_NAME]
+            return value
+
+        @staticmethod
+        def get_request_id() -> str | None:
+            """Return the current request id, or None."""
+            value: str | None = _state.get()[_state.REQUEST_ID]
+            return value
+
+        @staticmethod
+        def get_request_metadata() -> dict[str, Any]:
+            """Return a copy of the current request metadata (empty when none)."""
+            return dict(_state.get()[_state.REQUEST_METADATA] or _EMPTY_METADATA)
+
+    class Performance:
+        """Operation timing with metadata."""
+
+        @staticmethod
+        def timed_operation(
+            name: str | None = None, *, operation_name: str | None = None
+        ) -> _TimedOperation:
+            """Time a block: yields its live metadata dict.
+
+            The dict holds ``operation_name`` and ``start_time`` (aware UTC datetime) on
+            entry; what ``add_operation_metadata`` adds during the block; and after exit,
+            also when the block raised, ``end_time`` and ``duration_seconds``. The block is
+            recorded as an operation (``kind="block"``) for every sink.
+
+            Raises:
+                TypeError: No name given, or not a str.
+            """
+            chosen = name if name is not None else operation_name
+            if not isinstance(chosen, str) or not chosen:
+                raise TypeError("timed_operation() needs a non-empty operation name (a str)")
+            return _TimedOperation(validate_name("operation_name", chosen))
+
+        @staticmethod
+        def add_operation_metadata(key: str, value: Any) -> None:
+            """Add ``key: value`` to the innermost running timed operation.
+
+            Outside any timed operation this does nothing (by design: instrumented code can
+            call it unconditionally).
+            """
+            metadata = _state.get_operation()
+            if metadata is not None:
+                metadata[key] = value
+
+        @staticmethod
+        def get_operation_metadata() -> dict[str, Any]:
+            """Return a copy of the innermost running operation's metadata (empty if none)."""
+            metadata = _state.get_operation()
+            return {} if metadata is None else dict(metadata)
+
+    class Serialization:
+        """Context to and from mappings (headers, message metadata, event payloads)."""
+
+        @staticmethod
+        def get_full_context() -> dict[str, Any]:
+            """Return every context value as a dict (custom fields by name).
+
+            The result can be sent along with a message and given back to
+            :meth:`set_from_context` on the receiving side.
+            """
+            snapshot = _state.get()
+            full: dict[str, Any] = {
+                "correlation_id": snapshot[_state.CORRELATION_ID],
+                "parent_correlation_id": snapshot[_state.PARENT_CORRELATION_ID],
+                "service_name": snapshot[_state.SERVICE_NAME],
+                "service_version": snapshot[_state.SERVICE_VERSION],
+                "service_environment": snapshot[_state.SERVICE_ENVIRONMENT],
+                "user_id": snapshot[_state.USER_ID],
+                "operation_name": snapshot[_state.OPERATION_NAME],
+                "request_id": snapshot[_state.REQUEST_ID],
+                "request_metadata": dict(snapshot[_state.REQUEST_METADATA] or {}),
+                "trace_id": snapshot[_state.TRACE_ID],
+                "operation_metadata": FlextContext.Performance.get_operation_metadata(),
+            }
+            fields = snapshot[_state.FIELDS] or {}
+            for custom in declared_fields():
+                full[custom.name] = fields.get(custom.name)
+            return full
+
+        @staticmethod
+        def get_correlation_context() -> dict[str, str]:
+            """Return the headers that carry the current context to another service.
+
+            e.g. ``{"X-Correlation-Id": "...", "X-Service-Name": "user-service",
+            "traceparent": "00-...-...-01"}``. A fresh dict: callers may add to it.
+            """
+            return _headers.outbound_headers(_state.get())
+
+        @staticmethod
+        def set_from_context(
+            context: object, *, trusted: bool | None = None, strict: bool | None = None
+        ) -> FlextResult[dict[str, Any]]:
+            """Set the context from a mapping: inbound headers or a ``get_full_context()``.
+
+            Header names are matched case-insensitively; keys and values may be str or
+            bytes (ASGI scopes); a list of ``(name, value)`` pairs works too. Values are
+            validated. Never raises on bad input: invalid values are dropped with a
+            warning (the raw value is never logged), or, in strict mode, nothing at all is
+            applied and a failure is returned.
+
+            Args:
+                context: The mapping (or pairs) to read.
+                trusted: Accept a user id from it; default ``Settings.trust_inbound_user_id``.
+                strict: Refuse everything on any invalid value; default
+                    ``Settings.strict_validation``.
+
+            Returns:
+                ``ok`` with the values applied, or ``fail`` explaining the refusal.
+            """
+            settings = current_settings()
+            strict_mode = settings.strict_validation if strict is None else strict
+            trust = settings.trust_inbound_user_id if trusted is None else trusted
+            try:
+                inbound = _headers.read_inbound(
+                    context,
+                    strict=strict_mode,
+                    trusted=trust,
+                    correlation_sources=settings.correlation_sources,
+                )
+            except InvalidValueError as error:
+                return FlextResult[dict[str, Any]].fail(f"context refused: {error}")
+            except Exception as error:
+                report_internal_error("set_from_context", error)
+                return FlextResult[dict[str, Any]].fail(f"context refused: {type(error).__name__}")
+            _state.replace(_headers.apply_inbound(_state.get(), inbound))
+            return FlextResult[dict[str, Any]].ok(dict(inbound.values))
+
+    class Utilities:
+        """Helpers."""
+
+        @staticmethod
+        def ensure_correlation_id() -> str:
+            """Return the current correlation id, setting a new one first if there is none."""
+            snapshot = _state.get()
+            existing: str | None = snapshot[_state.CORRELATION_ID]
+            if existing is not None:
+                return existing
+            new_id = _ids.new_id()
+            trace = snapshot[_state.TRACE_ID]
+            _state.replace(
+                _state.with_changes(
+                    snapshot,
+                    {
+                        _state.CORRELATION_ID: new_id,
+                        _state.TRACE_ID: trace if trace is not None else new_id,
+                    },
+                )
+            )
+            return new_id
+
+        @staticmethod
+        def has_correlation_id() -> bool:
+            """Whether the current context has a correlation id."""
+            return _state.get()[_state.CORRELATION_ID] is not None
+
+        @staticmethod
+        def get_context_summary() -> str:
+            """Return a one-line summary of the context.
+
+            e.g. ``FlextContext(correlation=abc123..., service=user-service, user=user_123)``.
+
+            Only the fields that have a value appear (correlation, service, user, as in the
+            original design); the correlation id is cut to its first 8 characters.
+            """
+            snapshot = _state.get()
+            parts = []
+            correlation_id = snapshot[_state.CORRELATION_ID]
+            if correlation_id is not None:
+                shown = correlation_id[: FlextConstants.Limits.SUMMARY_ID_CHARS]
+                parts.append(f"correlation={shown}...")
+            if snapshot[_state.SERVICE_NAME] is not None:
+                parts.append(f"service={snapshot[_state.SERVICE_NAME]}")
+            if snapshot[_state.USER_ID] is not None:
+                parts.append(f"user={snapshot[_state.USER_ID]}")
+            return f"FlextContext({', '.join(parts)})"
+
+        @staticmethod
+        def clear_context() -> None:
+            """Drop every context value (and the running operation) in the current context."""
+            _state.clear()
+
+    @staticmethod
+    def create_environment_context_config(env: str) -> FlextResult[Settings]:
+        """Return the settings preset for ``env`` and apply it.
+
+        Environments: ``development`` (lenient, stats and logging sinks), ``test`` (strict,
+        no sinks), ``staging`` (lenient, stats), ``production`` (strict validation, stats,
+        operations under 100 µs not recorded unless failed).
+
+        Returns:
+            ``ok(settings)`` now in force, or ``fail`` naming the valid environments.
+        """
+        try:
+            settings = settings_for_environment(env)
+        except ConfigError as error:
+            return FlextResult[Settings].fail(str(error))
+        apply_settings(settings)
+        return FlextResult[Settings].ok(settings)
+
+    @staticmethod
+    def optimize_context_performance(config: Mapping[str, Any]) -> FlextResult[Settings]:
+        """Validate performance options and apply them over the current settings.
+
+        Accepted keys: ``performance_level`` (``standard``, ``high``: no logging sink,
+        ``maximum``: no built-in sinks), ``context_cache_size`` (compiled context-update
+        shapes kept), ``max_concurrent_contexts`` (workers of the context-carrying executor),
+        ``sample_rate``, ``min_duration_ms``, ``measure_generator_body``, ``enabled``,
+        ``sinks``.
+
+        Returns:
+            ``ok(settings)`` now in force, or ``fail`` naming the bad key and the accepted ones.
+        """
+        if not _is_mapping(config):
+            return FlextResult[Settings].fail(
+                f"optimize_context_performance() takes a mapping (got {type(config).__qualname__})"
+            )
+        try:
+            settings = tuned_settings(current_settings(), config)
+        except ConfigError as error:
+            return FlextResult[Settings].fail(str(error))
+        apply_settings(settings)
+        return FlextResult[Settings].ok(settings)

@@ -1,0 +1,182 @@
+"""Custom context fields: the ``FlextCliContext`` pattern.
+
+A ``FlextContext`` subclass declares extra fields as class attributes::
+
+    class ShopContext(FlextContext):
+        tenant_id = ContextField(header="X-Tenant-Id")
+        session_id = ContextField(header="X-Session-Id", validator=str.isalnum)
+
+Declared fields are read, scoped, serialized and propagated exactly like the built-in ones:
+``ShopContext.tenant_id.get()``, ``with ShopContext.tenant_id.scope("acme"):``, included in
+``get_full_context()`` and ``get_correlation_context()``, read back by
+``set_from_context()`` and ``extract()``, settable by aspects (``Advice(fields=...)``), and
+carried in W3C ``baggage`` under their baggage key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+from flext_ctx_aspects import _state
+from flext_ctx_aspects.constants import FlextConstants
+from flext_ctx_aspects.errors import InvalidValueError
+from flext_ctx_aspects.propagation._validate import as_text, validate_name
+
+__all__ = ["ContextField", "declared_fields", "field_by_header"]
+
+_BUILTIN_NAMES: Final = frozenset(_state.SLOT_NAMES) | {
+    "operation_metadata",
+    "service_environment",
+}
+
+
+class ContextField:
+    """A custom context field, declared as a class attribute of a ``FlextContext`` subclass.
+
+    Args:
+        header: HTTP header carrying the field (default ``X-`` + the name in Title-Case,
+            e.g. ``tenant_id`` -> ``X-Tenant-Id``).
+        validator: Extra check on inbound and programmatic values: returns False (or raises
+            ValueError) to refuse a value. Values always must be visible ASCII (inner spaces
+            allowed) and at most ``max_length`` characters.
+        max_length: Length cap.
+        baggage_key: Key in W3C baggage (default: the field name); None-like "" disables
+            baggage propagation for the field.
+        propagate: Whether the field is written to outbound headers at all.
+    """
+
+    def __init__(
+        self,
+        header: str | None = None,
+        *,
+        validator: Callable[[str], bool] | None = None,
+        max_length: int = FlextConstants.Limits.MAX_NAME_LENGTH,
+        baggage_key: str | None = None,
+        propagate: bool = True,
+    ) -> None:
+        self.name = ""
+        self.header = header
+        self.validator = validator
+        self.max_length = max_length
+        self.baggage_key = baggage_key
+        self.propagate = propagate
+        self.owner: type | None = None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if name in _BUILTIN_NAMES:
+            raise TypeError(f"{owner.__qualname__}.{name}: {name!r} is a built-in context field")
+        self.name = name
+        self.owner = owner
+        if self.header is None:
+            self.header = "X-" + "-".join(part.capitalize() for part in name.split("_"))
+        if self.baggage_key is None:
+            self.baggage_key = name
+        _register(self)
+
+    def __repr__(self) -> str:
+        return f"ContextField(name={self.name!r}, header={self.header!r})"
+
+    # --- validation -----------------------------------------------------------------------
+
+    def clean(self, raw: object) -> str:
+        """Return ``raw`` as a valid value of this field.
+
+        Raises:
+            InvalidValueError: The value is not acceptable.
+        """
+        text = as_text(self.name, raw)
+        if len(text) > self.max_length:
+            raise InvalidValueError(
+                self.name, f"longer than {self.max_length} characters", len(text)
+            )
+        value = validate_name(self.name, text)
+        if self.validator is not None:
+            try:
+                accepted = self.validator(value)
+            except ValueError:
+                accepted = False
+            if not accepted:
+                raise InvalidValueError(self.name, "refused by the field's validator", len(text))
+        return value
+
+    # --- access -----------------------------------------------------------------------------
+
+    def get(self) -> str | None:
+        """Return the field's value in the current context, or None."""
+        fields = _state.get()[_state.FIELDS]
+        return None if fields is None else fields.get(self.name)
+
+    def set(self, value: str | None) -> None:
+        """Set the field for the rest of the current context (None removes it).
+
+        Raises:
+            InvalidValueError: The value is not acceptable.
+        """
+        _state.replace(
+            _with_field(_state.get(), self.name, None if value is None else self.clean(value))
+        )
+
+    @contextmanager
+    def scope(self, value: str | None) -> Iterator[str | None]:
+        """Set the field for the duration of a ``with`` block; yields the value.
+
+        Raises:
+            InvalidValueError: The value is not acceptable.
+        """
+        clean = None if value is None else self.clean(value)
+        pushed = _with_field(_state.get(), self.name, clean)
+        token = _state.push(pushed)
+        try:
+            yield clean
+        finally:
+            _state.restore(token, pushed)
+
+
+def _with_field(snapshot: _state.Snapshot, name: str, value: str | None) -> _state.Snapshot:
+    fields: dict[str, Any] = dict(snapshot[_state.FIELDS] or {})
+    if value is None:
+        fields.pop(name, None)
+    else:
+        fields[name] = value
+    return _state.with_changes(snapshot, {_state.FIELDS: fields or None})
+
+
+_lock = threading.Lock()
+_fields: dict[str, ContextField] = {}
+_by_header: dict[str, ContextField] = {}
+
+
+def _register(field: ContextField) -> None:
+    header = (field.header or "").lower()
+    with _lock:
+        existing = _fields.get(field.name)
+        if existing is not None and existing.owner is not None and field.owner is not None:
+            same = (existing.owner.__module__, existing.owner.__qualname__) == (
+                field.owner.__module__,
+                field.owner.__qualname__,
+            )
+            if not same:
+                raise TypeError(
+                    f"context field {field.name!r} is already declared by "
+                    f"{existing.owner.__qualname__}"
+                )
+        _fields[field.name] = field
+        _by_header[header] = field
+
+
+def declared_fields() -> tuple[ContextField, ...]:
+    """Return every declared custom field."""
+    return tuple(_fields.values())
+
+
+def field_by_header(header: str) -> ContextField | None:
+    """Return the custom field carried by ``header`` (case-insensitive), or None."""
+    return _by_header.get(header.lower())
+
+
+def field_by_name(name: str) -> ContextField | None:
+    """Return the custom field called ``name``, or None."""
+    return _fields.get(name)

@@ -1,0 +1,475 @@
+"""Reading and writing context as headers: the library's own, W3C Trace Context and Baggage, B3.
+
+Inbound values are untrusted. :func:`read_inbound` takes any iterable of ``(name, value)``
+pairs (str or bytes, as in ASGI scopes), matches names case-insensitively, validates every
+value and returns an :class:`Inbound`: the clean values, and the problems found. Nothing here
+raises on bad input except :class:`~flext_ctx_aspects.errors.InvalidValueError` in strict mode.
+
+Formats (``formats=`` of :func:`read_inbound` and :func:`outbound_headers`):
+
+* ``"flext"`` — ``X-Correlation-Id``, ``X-Parent-Correlation-Id``, ``X-Service-Name``,
+  ``X-Service-Version``, ``X-Service-Environment``, ``X-Request-Id``, ``X-Operation-Name``,
+  ``X-User-Id`` (inbound only, and only from a trusted source) and custom fields' headers.
+  Inbound, the snake_case keys of ``get_full_context()`` are accepted too.
+* ``"tracecontext"`` — ``traceparent`` and ``tracestate``.
+* ``"baggage"`` — ``baggage``: custom fields by their baggage key; other members are kept
+  and passed on unchanged.
+* ``"b3"`` / ``"b3multi"`` — Zipkin's single ``b3`` header or the ``X-B3-*`` set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from flext_ctx_aspects import _state
+from flext_ctx_aspects._compile import w3c_trace_id
+from flext_ctx_aspects._diagnostics import warn_invalid
+from flext_ctx_aspects.constants import FlextConstants
+from flext_ctx_aspects.errors import InvalidValueError
+from flext_ctx_aspects.fields import declared_fields, field_by_header, field_by_name
+from flext_ctx_aspects.propagation._validate import as_text, validate_id, validate_name
+
+__all__ = [
+    "ALL_FORMATS",
+    "DEFAULT_FORMATS",
+    "Inbound",
+    "apply_inbound",
+    "outbound_headers",
+    "read_inbound",
+    "span_id_for",
+]
+
+ALL_FORMATS: Final = frozenset({"flext", "tracecontext", "baggage", "b3", "b3multi"})
+DEFAULT_FORMATS: Final = ("flext", "tracecontext", "baggage")
+
+_H = FlextConstants.Headers
+_L = FlextConstants.Limits
+
+# Built-in fields carried by the library's headers: field -> (header, validator).
+_FIELD_HEADERS: Final = {
+    "correlation_id": (_H.CORRELATION_ID, validate_id),
+    "parent_correlation_id": (_H.PARENT_CORRELATION_ID, validate_id),
+    "service_name": (_H.SERVICE_NAME, validate_name),
+    "service_version": (_H.SERVICE_VERSION, validate_name),
+    "service_environment": (_H.SERVICE_ENVIRONMENT, validate_name),
+    "request_id": (_H.REQUEST_ID, validate_id),
+    "operation_name": (_H.OPERATION_NAME, validate_name),
+    "user_id": (_H.USER_ID, validate_name),
+}
+# Inbound names (lowercase) -> field: header names and get_full_context() keys.
+_INBOUND_NAMES: Final = {
+    **{header.lower(): name for name, (header, _) in _FIELD_HEADERS.items()},
+    **{name: name for name in _FIELD_HEADERS},
+    "trace_id": "trace_id",
+    "request_metadata": "request_metadata",
+}
+_FIELD_SLOTS: Final = {
+    "correlation_id": _state.CORRELATION_ID,
+    "parent_correlation_id": _state.PARENT_CORRELATION_ID,
+    "service_name": _state.SERVICE_NAME,
+    "service_version": _state.SERVICE_VERSION,
+    "service_environment": _state.SERVICE_ENVIRONMENT,
+    "user_id": _state.USER_ID,
+    "operation_name": _state.OPERATION_NAME,
+    "request_id": _state.REQUEST_ID,
+    "request_metadata": _state.REQUEST_METADATA,
+    "trace_id": _state.TRACE_ID,
+}
+_W3C_NAMES: Final = frozenset({"traceparent", "tracestate", "baggage"})
+_B3_NAMES: Final = frozenset(
+    {"b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags"}
+)
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+@dataclass(slots=True)
+class Inbound:
+    """Clean context values read from an inbound carrier.
+
+    Attributes:
+        values: Field name -> clean value (built-in and custom fields).
+        trace_parent: ``(parent span id, flags)`` of a valid inbound traceparent or B3 header.
+        tracestate: Inbound tracestate entries (only with a valid traceparent).
+        baggage: Inbound baggage members not mapped to a custom field, passed on unchanged.
+        problems: ``(field, reason, raw)`` for each value that was dropped.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    trace_parent: tuple[str, int] | None = None
+    tracestate: tuple[tuple[str, str], ...] = ()
+    baggage: dict[str, str] = field(default_factory=dict)
+    problems: list[tuple[str, str, Any]] = field(default_factory=list)
+
+
+def _pairs(carrier: object) -> Iterable[tuple[object, object]]:
+    if isinstance(carrier, Mapping):
+        return carrier.items()
+    if isinstance(carrier, (str, bytes)):
+        raise InvalidValueError(
+            "carrier", "expected a mapping or (name, value) pairs", len(carrier)
+        )
+    try:
+        items = list(carrier)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidValueError("carrier", "expected a mapping or (name, value) pairs", 0) from None
+    return [
+        (item[0], item[1]) for item in items if isinstance(item, (tuple, list)) and len(item) == 2
+    ]
+
+
+def _group(carrier: object, problems: list[tuple[str, str, Any]]) -> dict[str, list[object]]:
+    grouped: dict[str, list[object]] = {}
+    for raw_name, raw_value in _pairs(carrier):
+        try:
+            name = as_text("header name", raw_name).strip().lower()
+        except InvalidValueError:
+            continue
+        if len(name) > _L.MAX_ID_LENGTH:
+            continue
+        values = raw_value if isinstance(raw_value, (list, tuple)) else [raw_value]
+        grouped.setdefault(name, []).extend(values)
+    return grouped
+
+
+def _single(name: str, values: list[object]) -> str | bytes:
+    distinct = []
+    for value in values:
+        if value is None:
+            raise InvalidValueError(name, "no value", 0)
+        if not isinstance(value, (str, bytes, bytearray)):
+            raise InvalidValueError(name, f"expected str or bytes, got {type(value).__name__}", 0)
+        if value not in distinct:
+            distinct.append(value)
+    if not distinct:
+        raise InvalidValueError(name, "no value", 0)
+    if len(distinct) > 1:
+        raise InvalidValueError(name, "conflicting duplicate values", sum(len(v) for v in distinct))
+    only = distinct[0]
+    return bytes(only) if isinstance(only, bytearray) else only
+
+
+def _clean_metadata(raw: object) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise InvalidValueError("request_metadata", "expected a mapping", 0)
+    clean: dict[str, Any] = {}
+    for key, value in list(raw.items())[: _L.MAX_METADATA_ITEMS]:
+        if not isinstance(key, str) or not key or len(key) > _L.MAX_METADATA_KEY_LENGTH:
+            continue
+        if not key.isprintable() or not isinstance(value, _SCALARS):
+            continue
+        if isinstance(value, str) and (
+            len(value) > _L.MAX_METADATA_VALUE_LENGTH or not value.isprintable()
+        ):
+            continue
+        clean[key] = value
+    return clean
+
+
+def read_inbound(
+    carrier: object,
+    *,
+    strict: bool,
+    trusted: bool,
+    formats: Iterable[str] = DEFAULT_FORMATS,
+    correlation_sources: Iterable[str] = ("x-correlation-id", "x-request-id", "traceparent"),
+) -> Inbound:
+    """Read and validate context values from ``carrier``.
+
+    Args:
+        carrier: A mapping (header names or ``get_full_context()`` keys to values) or an
+            iterable of ``(name, value)`` pairs. Names and values may be str or bytes; a list
+            value holds repeated headers.
+        strict: Raise on the first invalid value instead of dropping it.
+        trusted: Accept a user id (``X-User-Id``); otherwise it is ignored.
+        formats: Header formats to read.
+        correlation_sources: Where the correlation id comes from, first found wins.
+
+    Returns:
+        The clean values and the problems found (each also logged as a warning, without
+        the raw value, unless ``strict``).
+
+    Raises:
+        InvalidValueError: Only when ``strict`` and a value is invalid.
+    """
+    wanted = frozenset(formats)
+    inbound = Inbound()
+    problems = inbound.problems
+
+    def drop(error: InvalidValueError, raw: Any) -> None:
+        if strict:
+            raise error
+        problems.append((error.field, error.reason, raw))
+
+    try:
+        grouped = _group(carrier, problems)
+    except InvalidValueError as error:
+        drop(error, None)
+        grouped = {}
+
+    if "flext" in wanted:
+        _read_library_fields(grouped, inbound, drop, trusted=trusted)
+    if "tracecontext" in wanted:
+        _read_trace_context(grouped, inbound, drop)
+    if "b3" in wanted or "b3multi" in wanted:
+        _read_b3(grouped, inbound, drop, wanted)
+    if "baggage" in wanted:
+        _read_baggage(grouped, inbound, drop)
+    _choose_correlation(grouped, inbound, correlation_sources)
+
+    if not strict:
+        for name, reason, raw in problems:
+            warn_invalid(name, reason, raw if isinstance(raw, (str, bytes)) else None)
+    return inbound
+
+
+def _read_library_fields(
+    grouped: dict[str, list[object]], inbound: Inbound, drop: Any, *, trusted: bool
+) -> None:
+    for name, values in grouped.items():
+        field_name = _INBOUND_NAMES.get(name)
+        custom = None if field_name else (field_by_header(name) or field_by_name(name))
+        if field_name is None and custom is None:
+            continue
+        try:
+            if field_name == "request_metadata":
+                inbound.values["request_metadata"] = _clean_metadata(values[-1])
+                continue
+            raw = _single(name, values)
+            if field_name == "user_id" and not trusted:
+                continue
+            if custom is not None:
+                inbound.values[custom.name] = custom.clean(raw)
+            elif field_name == "trace_id":
+                inbound.values["trace_id"] = _clean_trace_id(raw)
+            elif field_name is not None:
+                validator = _FIELD_HEADERS[field_name][1]
+                inbound.values[field_name] = validator(field_name, raw)
+        except InvalidValueError as error:
+            drop(error, values[0] if values else None)
+
+
+def _clean_trace_id(raw: str | bytes) -> str:
+    from flext_ctx_aspects.propagation import w3c
+
+    value = as_text("trace_id", raw).strip()
+    if not w3c.is_valid_trace_id(value):
+        raise InvalidValueError("trace_id", "not 32 lowercase hex digits, or all zeros", len(value))
+    return value
+
+
+def _read_trace_context(grouped: dict[str, list[object]], inbound: Inbound, drop: Any) -> None:
+    from flext_ctx_aspects.propagation import w3c
+
+    values = grouped.get("traceparent")
+    if not values:
+        return
+    try:
+        parsed = w3c.parse_traceparent(_single("traceparent", values))
+    except InvalidValueError as error:
+        # Trace Context §4.3: an invalid traceparent means a new trace; tracestate is dropped.
+        drop(error, values[0])
+        return
+    inbound.values.setdefault("trace_id", parsed.trace_id)
+    inbound.trace_parent = (parsed.parent_id, parsed.flags)
+    states = grouped.get("tracestate")
+    if states:
+        try:
+            texts = [as_text("tracestate", v) for v in states if isinstance(v, (str, bytes))]
+            inbound.tracestate = w3c.parse_tracestate(texts)
+        except InvalidValueError as error:
+            drop(error, states[0])
+
+
+def _read_b3(
+    grouped: dict[str, list[object]], inbound: Inbound, drop: Any, wanted: frozenset[str]
+) -> None:
+    from flext_ctx_aspects.propagation import b3
+
+    if inbound.trace_parent is not None:
+        return  # traceparent, when valid, wins over B3
+    try:
+        if "b3" in wanted and grouped.get("b3"):
+            parsed = b3.parse_b3_single(_single("b3", grouped["b3"]))
+        elif "b3multi" in wanted and grouped.get("x-b3-traceid"):
+
+            def get(name: str) -> str | None:
+                values = grouped.get(name.lower())
+                return None if not values else as_text(name, _single(name, values))
+
+            parsed = b3.parse_b3_multi(get)
+        else:
+            return
+    except InvalidValueError as error:
+        drop(error, None)
+        return
+    inbound.values.setdefault("trace_id", parsed.trace_id)
+    sampled = 1 if parsed.sampled or parsed.debug else 0
+    inbound.trace_parent = (parsed.span_id, sampled)
+
+
+def _read_baggage(grouped: dict[str, list[object]], inbound: Inbound, drop: Any) -> None:
+    from flext_ctx_aspects.propagation import baggage
+
+    values = grouped.get("baggage")
+    if not values:
+        return
+    try:
+        texts = [as_text("baggage", v) for v in values if isinstance(v, (str, bytes))]
+        members = baggage.parse_baggage(texts)
+    except InvalidValueError as error:
+        drop(error, values[0])
+        return
+    by_key = {f.baggage_key: f for f in declared_fields() if f.baggage_key}
+    for key, value in members.items():
+        custom = by_key.get(key)
+        if custom is None:
+            inbound.baggage[key] = value
+            continue
+        if custom.name in inbound.values:
+            continue  # the field's own header wins over baggage
+        try:
+            inbound.values[custom.name] = custom.clean(value)
+        except InvalidValueError as error:
+            drop(error, value)
+
+
+def _choose_correlation(
+    grouped: dict[str, list[object]], inbound: Inbound, sources: Iterable[str]
+) -> None:
+    values = inbound.values
+    explicit = values.pop("correlation_id", None)
+    from_full_context = "correlation_id" in grouped
+    for source in sources:
+        if source == "x-correlation-id" and explicit is not None:
+            values["correlation_id"] = explicit
+            return
+        if source == "x-request-id" and "request_id" in values:
+            values["correlation_id"] = values["request_id"]
+            return
+        if source == "traceparent" and inbound.trace_parent is not None and "trace_id" in values:
+            values["correlation_id"] = values["trace_id"]
+            return
+    if explicit is not None and from_full_context:
+        # A get_full_context() mapping is not a header set: its correlation id always counts.
+        values["correlation_id"] = explicit
+
+
+def apply_inbound(snapshot: _state.Snapshot, inbound: Inbound) -> _state.Snapshot:
+    """Return ``snapshot`` with the inbound values written over it."""
+    changes: dict[int, Any] = {}
+    custom: dict[str, Any] = {}
+    for name, value in inbound.values.items():
+        slot = _FIELD_SLOTS.get(name)
+        if slot is None:
+            custom[name] = value
+        else:
+            changes[slot] = value
+    if custom:
+        changes[_state.FIELDS] = {**(snapshot[_state.FIELDS] or {}), **custom}
+    if inbound.trace_parent is not None:
+        parent_id, flags = inbound.trace_parent
+        changes[_state.TRACE_PARENT] = (parent_id, flags, inbound.tracestate)
+    if inbound.baggage:
+        changes[_state.BAGGAGE] = dict(inbound.baggage)
+    return _state.with_changes(snapshot, changes) if changes else snapshot
+
+
+def span_id_for(correlation_id: str) -> str:
+    """Return the W3C parent-id that stands for ``correlation_id`` in outbound traceparents.
+
+    A correlation scope plays the part of a span: its id is derived from the correlation id
+    (16 hex digits of it, or of its hash when it is not hex) so that every outbound call of
+    one scope names the same parent, and the receiving side can tell which scope called.
+    """
+    if len(correlation_id) == 32 and _is_lower_hex(correlation_id):
+        candidate = correlation_id[16:]
+    else:
+        candidate = hashlib.blake2b(correlation_id.encode(), digest_size=8).hexdigest()
+    return candidate if candidate.strip("0") else "0000000000000001"
+
+
+def _is_lower_hex(value: str) -> bool:
+    return all(c in "0123456789abcdef" for c in value)
+
+
+def trace_id_for(snapshot: _state.Snapshot) -> str | None:
+    """Return the W3C trace id of ``snapshot``'s context, deriving one if needed.
+
+    The trace id slot holds the root correlation id of the trace (or an inbound trace id);
+    a root id that is not a valid W3C trace id maps to one by a hash, so every outbound
+    call of the trace carries the same trace id.
+    """
+    root: str | None = snapshot[_state.TRACE_ID] or snapshot[_state.CORRELATION_ID]
+    return None if root is None else w3c_trace_id(root)
+
+
+def outbound_headers(
+    snapshot: _state.Snapshot, formats: Iterable[str] = DEFAULT_FORMATS
+) -> dict[str, str]:
+    """Return the headers that carry ``snapshot``'s context to another service.
+
+    The user id is never written (it is personal data and inbound acceptance needs trust).
+    """
+    wanted = frozenset(formats)
+    headers: dict[str, str] = {}
+    if "flext" in wanted:
+        for name, (header, _) in _FIELD_HEADERS.items():
+            if name == "user_id":
+                continue
+            value = snapshot[_FIELD_SLOTS[name]]
+            if value is not None:
+                headers[header] = value
+        fields = snapshot[_state.FIELDS] or {}
+        for custom in declared_fields():
+            value = fields.get(custom.name)
+            if value is not None and custom.propagate and custom.header:
+                headers[custom.header] = value
+    trace_id = trace_id_for(snapshot)
+    correlation_id = snapshot[_state.CORRELATION_ID]
+    trace_parent = snapshot[_state.TRACE_PARENT]
+    flags = trace_parent[1] if trace_parent else 1
+    if trace_id is not None:
+        span = (
+            span_id_for(correlation_id)
+            if correlation_id is not None
+            else (trace_parent[0] if trace_parent else span_id_for(trace_id))
+        )
+        if "tracecontext" in wanted:
+            from flext_ctx_aspects.propagation import w3c
+
+            headers[_H.TRACEPARENT] = w3c.format_traceparent(trace_id, span, flags)
+            if trace_parent and trace_parent[2]:
+                state = w3c.format_tracestate(trace_parent[2])
+                if state:
+                    headers[_H.TRACESTATE] = state
+        if "b3" in wanted or "b3multi" in wanted:
+            from flext_ctx_aspects.propagation import b3
+
+            context = b3.B3Context(
+                trace_id=trace_id,
+                span_id=span,
+                sampled=bool(flags & 1),
+                debug=False,
+                parent_span_id=None,
+            )
+            if "b3" in wanted:
+                headers["b3"] = b3.format_b3_single(context)
+            if "b3multi" in wanted:
+                headers.update(b3.format_b3_multi(context))
+    if "baggage" in wanted:
+        members = dict(snapshot[_state.BAGGAGE] or {})
+        fields = snapshot[_state.FIELDS] or {}
+        for custom in declared_fields():
+            value = fields.get(custom.name)
+            if value is not None and custom.propagate and custom.baggage_key:
+                members[custom.baggage_key] = value
+        if members:
+            from flext_ctx_aspects.propagation import baggage
+
+            encoded = baggage.format_baggage(members)
+            if encoded:
+                headers[_H.BAGGAGE] = encoded
+    return headers

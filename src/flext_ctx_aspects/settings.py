@@ -1,0 +1,266 @@
+"""Library settings: what the environment presets and ``optimize_context_performance`` change.
+
+Settings are a frozen dataclass. :func:`apply_settings` makes one instance current and pushes
+each value to the machinery that reads it (validation, id generation, record filtering, the
+built-in sinks, the runtime switch). Nothing is read from the environment at import time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Final
+
+from flext_ctx_aspects import _compile, _ids
+from flext_ctx_aspects.constants import FlextConstants
+from flext_ctx_aspects.errors import ConfigError
+
+__all__ = [
+    "ENVIRONMENT_PRESETS",
+    "PERFORMANCE_KEYS",
+    "Settings",
+    "apply_settings",
+    "current_settings",
+    "settings_for_environment",
+    "tuned_settings",
+]
+
+BUILTIN_SINKS: Final = ("stats", "logging")
+CORRELATION_SOURCES: Final = ("x-correlation-id", "x-request-id", "traceparent")
+PERFORMANCE_LEVELS: Final = ("standard", "high", "maximum")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Process-wide behaviour of the library.
+
+    Attributes:
+        environment: Name of the preset these settings came from.
+        strict_validation: Refuse a whole inbound context that has any invalid value
+            (``extract`` raises ``InvalidValueError``; ``set_from_context`` applies nothing
+            and returns a failure) instead of dropping the invalid values with a warning.
+        trust_inbound_user_id: Accept a user id from inbound headers. Off by default: a
+            client can put anything in a header.
+        correlation_sources: Where an inbound correlation id is taken from, first found
+            wins: ``x-correlation-id``, ``x-request-id``, ``traceparent`` (its trace id).
+        id_generator: Makes new correlation and request ids.
+        context_cache_size: Compiled context-update shapes kept by the engine (one per
+            distinct stack of aspects; instrumenting a large package may need more).
+        sample_rate: Fraction of traces whose operation records reach sinks (decided per
+            correlation id, so a trace is kept or dropped whole). Errors are always kept.
+        min_duration_ns: Operations faster than this are not recorded (errors always are).
+        sinks: Built-in sinks switched on: ``"stats"`` (in-process statistics) and
+            ``"logging"`` (one log line per operation).
+        log_level: Level of the ``"logging"`` sink's lines.
+        measure_generator_body: Default ``measure_body`` for timed generators.
+        performance_level: ``"standard"``, ``"high"`` (no logging sink) or ``"maximum"``
+            (no built-in sinks at all: timing costs two clock reads).
+        max_concurrent_contexts: Worker count of the context-carrying executor the library
+            creates when none is given (``flext_ctx_aspects.concurrency``); None lets
+            ``concurrent.futures`` decide.
+        enabled: The runtime switch; False makes every aspect a pass-through.
+    """
+
+    environment: str = "development"
+    strict_validation: bool = False
+    trust_inbound_user_id: bool = False
+    correlation_sources: tuple[str, ...] = CORRELATION_SOURCES
+    id_generator: Callable[[], str] = _ids.generate_id
+    context_cache_size: int = _compile.DEFAULT_CACHE_SIZE
+    sample_rate: float = 1.0
+    min_duration_ns: int = 0
+    sinks: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    measure_generator_body: bool = False
+    performance_level: str = "standard"
+    max_concurrent_contexts: int | None = None
+    enabled: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = "Settings"
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise ConfigError(
+                where, "sample_rate", "a number from 0.0 to 1.0", repr(self.sample_rate)
+            )
+        if self.min_duration_ns < 0:
+            raise ConfigError(where, "min_duration_ns", "an int >= 0", repr(self.min_duration_ns))
+        unknown = [s for s in self.sinks if s not in BUILTIN_SINKS]
+        if unknown:
+            raise ConfigError(where, "sinks", f"a subset of {BUILTIN_SINKS}", repr(unknown[0]))
+        bad_sources = [s for s in self.correlation_sources if s not in CORRELATION_SOURCES]
+        if bad_sources or not self.correlation_sources:
+            raise ConfigError(
+                where,
+                "correlation_sources",
+                f"a non-empty subset of {CORRELATION_SOURCES}",
+                repr(bad_sources[0] if bad_sources else self.correlation_sources),
+            )
+        if self.context_cache_size < 1:
+            raise ConfigError(
+                where, "context_cache_size", "an int >= 1", repr(self.context_cache_size)
+            )
+        if self.performance_level not in PERFORMANCE_LEVELS:
+            raise ConfigError(
+                where,
+                "performance_level",
+                f"one of {PERFORMANCE_LEVELS}",
+                repr(self.performance_level),
+            )
+        if self.max_concurrent_contexts is not None and self.max_concurrent_contexts < 1:
+            raise ConfigError(
+                where,
+                "max_concurrent_contexts",
+                "an int >= 1 or None",
+                repr(self.max_concurrent_contexts),
+            )
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(where, "log_level", "a logging level name", repr(self.log_level))
+        if not callable(self.id_generator):
+            raise ConfigError(
+                where, "id_generator", "a callable returning str", repr(self.id_generator)
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the settings as a plain dict (the id generator by qualified name)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        generator = self.id_generator
+        data["id_generator"] = f"{generator.__module__}.{generator.__qualname__}"
+        data["extra"] = dict(self.extra)
+        return data
+
+
+ENVIRONMENT_PRESETS: Final[Mapping[str, Settings]] = {
+    # Everything recorded and logged; lenient, so local experiments never get refused.
+    "development": Settings(
+        environment="development", sinks=("stats", "logging"), log_level="DEBUG"
+    ),
+    # Strict: a test that sends a malformed header should see it refused, not silently fixed.
+    "test": Settings(environment="test", strict_validation=True),
+    "staging": Settings(environment="staging", sinks=("stats",)),
+    # Strict validation of inbound values; statistics on; operations under 100 µs not
+    # recorded unless they fail.
+    "production": Settings(
+        environment="production",
+        strict_validation=True,
+        sinks=("stats",),
+        min_duration_ns=100_000,
+    ),
+}
+
+
+def settings_for_environment(environment: str) -> Settings:
+    """Return the preset for ``environment``.
+
+    Raises:
+        ConfigError: Unknown environment; the message lists the valid ones.
+    """
+    preset = ENVIRONMENT_PRESETS.get(environment) if isinstance(environment, str) else None
+    if preset is None:
+        valid = ", ".join(FlextConstants.Context.ENVIRONMENTS)
+        raise ConfigError(
+            "create_environment_context_config()", "env", f"one of {valid}", repr(environment)
+        )
+    return preset
+
+
+PERFORMANCE_KEYS: Final[Mapping[str, str]] = {
+    "performance_level": "one of 'standard', 'high', 'maximum'",
+    "context_cache_size": "an int >= 1 (compiled context-update shapes kept)",
+    "max_concurrent_contexts": "an int >= 1 (workers of the context-carrying executor)",
+    "sample_rate": "a number from 0.0 to 1.0",
+    "min_duration_ms": "a number >= 0",
+    "measure_generator_body": "a bool",
+    "enabled": "a bool",
+    "sinks": "a list of built-in sink names ('stats', 'logging')",
+}
+
+
+def tuned_settings(base: Settings, config: Mapping[str, Any]) -> Settings:
+    """Return ``base`` updated with a performance configuration mapping.
+
+    Raises:
+        ConfigError: An unknown key (the message lists the accepted ones) or a bad value.
+    """
+    where = "optimize_context_performance()"
+    changes: dict[str, Any] = {}
+    for key, value in config.items():
+        if key not in PERFORMANCE_KEYS:
+            accepted = ", ".join(PERFORMANCE_KEYS)
+            raise ConfigError(
+                where, str(key), f"one of the accepted keys ({accepted})", "an unknown key"
+            )
+        expected = PERFORMANCE_KEYS[key]
+        if key == "performance_level":
+            if value not in PERFORMANCE_LEVELS:
+                raise ConfigError(where, key, expected, repr(value))
+            changes["performance_level"] = value
+            if value == "high":
+                changes["sinks"] = tuple(s for s in base.sinks if s != "logging")
+                changes["measure_generator_body"] = False
+            elif value == "maximum":
+                changes["sinks"] = ()
+                changes["measure_generator_body"] = False
+        elif key == "context_cache_size":
+            changes["context_cache_size"] = _int(where, key, value, expected)
+        elif key == "max_concurrent_contexts":
+            changes["max_concurrent_contexts"] = _int(where, key, value, expected)
+        elif key == "sample_rate":
+            changes["sample_rate"] = _number(where, key, value, expected)
+        elif key == "min_duration_ms":
+            changes["min_duration_ns"] = int(_number(where, key, value, expected) * 1_000_000)
+        elif key in ("measure_generator_body", "enabled"):
+            if not isinstance(value, bool):
+                raise ConfigError(where, key, expected, repr(value))
+            changes[key] = value
+        elif key == "sinks":
+            if isinstance(value, str) or not all(isinstance(s, str) for s in value):
+                raise ConfigError(where, key, expected, repr(value))
+            changes["sinks"] = tuple(value)
+    try:
+        return replace(base, **changes)
+    except ConfigError as error:
+        raise ConfigError(where, error.key, error.expected, error.got) from None
+
+
+def _int(where: str, key: str, value: Any, expected: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(where, key, expected, f"{value!r}, a {type(value).__name__}")
+    return value
+
+
+def _number(where: str, key: str, value: Any, expected: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(where, key, expected, f"{value!r}, a {type(value).__name__}")
+    return float(value)
+
+
+_lock = threading.Lock()
+_current = Settings()
+
+
+def current_settings() -> Settings:
+    """Return the settings in force."""
+    return _current
+
+
+def apply_settings(settings: Settings) -> Settings:
+    """Make ``settings`` current and apply every value.
+
+    Returns:
+        The settings that were in force before.
+    """
+    global _current
+    from flext_ctx_aspects import _engine, records
+    from flext_ctx_aspects.sinks import _builtin
+
+    with _lock:
+        previous = _current
+        _current = settings
+        _ids.set_generator(settings.id_generator)
+        _compile.set_cache_size(settings.context_cache_size)
+        records.configure_filters(settings.sample_rate, settings.min_duration_ns)
+        _engine.set_enabled(settings.enabled)
+        _builtin.switch_builtin_sinks(settings.sinks, settings.log_level)
+    return previous
