@@ -326,7 +326,16 @@ def _read_baggage(grouped: dict[str, list[object]], inbound: Inbound, drop: Any)
     for key, value in members.items():
         custom = by_key.get(key)
         if custom is None:
-            inbound.baggage[key] = value
+            # Passed on unchanged, but never stored with a control character in it.
+            if value.isprintable():
+                inbound.baggage[key] = value
+            else:
+                drop(
+                    InvalidValueError(
+                        "baggage", "member value has a control character", len(value)
+                    ),
+                    None,
+                )
             continue
         if custom.name in inbound.values:
             continue  # the field's own header wins over baggage
@@ -440,7 +449,10 @@ def outbound_headers(
         if "tracecontext" in wanted:
             from flext_ctx_aspects.propagation import w3c
 
-            headers[_H.TRACEPARENT] = w3c.format_traceparent(trace_id, span, flags)
+            # Trace Context §3.2.2.5: only the sampled bit is defined; others go out as zero.
+            headers[_H.TRACEPARENT] = w3c.format_traceparent(
+                trace_id, span, flags & w3c.FLAG_SAMPLED
+            )
             if trace_parent and trace_parent[2]:
                 state = w3c.format_tracestate(trace_parent[2])
                 if state:
