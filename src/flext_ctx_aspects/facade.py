@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, Final
 
@@ -112,13 +111,15 @@ class _TimedOperation:
         )
 
     def __enter__(self) -> dict[str, Any]:
+        start = time.perf_counter_ns()
+        # The same clock as the operation record, so both agree on the start time.
         metadata: dict[str, Any] = {
             "operation_name": self._spec.name,
-            "start_time": datetime.now(timezone.utc),
+            "start_time": records.utc_datetime(records.wall_time_ns(start)),
         }
         self._metadata = metadata
         self._token = _state.push_operation(metadata)
-        self._start = time.perf_counter_ns()
+        self._start = start
         return metadata
 
     def __exit__(
@@ -131,9 +132,7 @@ class _TimedOperation:
         metadata = self._metadata
         duration_ns = end - self._start
         try:
-            metadata["end_time"] = metadata["start_time"] + timedelta(
-                microseconds=duration_ns / 1000
-            )
+            metadata["end_time"] = records.utc_datetime(records.wall_time_ns(end))
             metadata["duration_seconds"] = duration_ns / 1e9
         except Exception as error:  # the user may have replaced start_time with anything
             report_internal_error("timed_operation bookkeeping", error)

@@ -92,12 +92,12 @@ class OperationRecord(NamedTuple):
     @property
     def start_time(self) -> datetime:
         """Wall-clock start as an aware UTC datetime (microsecond precision)."""
-        return _EPOCH + timedelta(microseconds=self.start_time_ns // 1000)
+        return utc_datetime(self.start_time_ns)
 
     @property
     def end_time(self) -> datetime:
         """Wall-clock end as an aware UTC datetime."""
-        return _EPOCH + timedelta(microseconds=(self.start_time_ns + self.duration_ns) // 1000)
+        return utc_datetime(self.start_time_ns + self.duration_ns)
 
     @property
     def duration_seconds(self) -> float:
@@ -238,6 +238,20 @@ _wall_synced_at = _perf_counter_ns()
 # The last (root id, W3C trace id) pair: consecutive records mostly share a trace.
 _last_trace: tuple[str, str] = ("", "")
 _NO_ITEMS: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+def wall_time_ns(perf_ns: int) -> int:
+    """Return the wall-clock time (ns since the epoch) of a ``perf_counter_ns`` reading."""
+    global _wall_offset, _wall_synced_at
+    if perf_ns - _wall_synced_at > WALL_RESYNC_NS:
+        _wall_offset = _time_ns() - _perf_counter_ns()
+        _wall_synced_at = perf_ns
+    return perf_ns + _wall_offset
+
+
+def utc_datetime(wall_ns: int) -> datetime:
+    """Return an aware UTC datetime for a wall-clock time in ns since the epoch."""
+    return _EPOCH + timedelta(microseconds=wall_ns // 1000)
 
 
 def _normalized_trace_id(root: str) -> str:
