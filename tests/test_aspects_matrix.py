@@ -22,6 +22,7 @@ from flext_ctx_aspects import (
     Advice,
     ContextField,
     FlextContext,
+    _state,
     arg,
     aspect,
     request_scope,
@@ -29,7 +30,6 @@ from flext_ctx_aspects import (
     timed,
     with_correlation,
 )
-from flext_ctx_aspects import _state
 from flext_ctx_aspects.testing import capture_operations
 
 
@@ -159,7 +159,9 @@ def build(kind: str, binding: str, decorators: list[Callable[[Any], Any]]) -> Bu
     if binding == "function":
         source = body
     else:
-        source = "class Host:\n" + textwrap.indent(body, "    ") + "\nclass SubHost(Host):\n    pass\n"
+        source = (
+            "class Host:\n" + textwrap.indent(body, "    ") + "\nclass SubHost(Host):\n    pass\n"
+        )
     namespace: dict[str, Any] = {
         "__name__": "matrix_module",
         "deco": deco,
@@ -285,7 +287,9 @@ def test_contract(aspect_name: str, kind: str, binding: str) -> None:
 
 
 @pytest.mark.parametrize(("aspect_name", "kind", "binding"), MATRIX)
-def test_exceptions_pass_through_and_are_recorded(aspect_name: str, kind: str, binding: str) -> None:
+def test_exceptions_pass_through_and_are_recorded(
+    aspect_name: str, kind: str, binding: str
+) -> None:
     built = build(kind, binding, ASPECTS[aspect_name])
     with capture_operations() as ops, pytest.raises(ValueError, match="boom") as raised:
         DRIVERS[kind](built.call, True)

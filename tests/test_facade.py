@@ -146,7 +146,6 @@ def test_timed_operation_yields_live_metadata() -> None:
 
 
 def test_timed_operation_finishes_its_metadata_when_the_block_raises() -> None:
-    metadata: dict[str, Any] = {}
     with (
         pytest.raises(ZeroDivisionError),
         FlextContext.Performance.timed_operation("fails") as metadata,
@@ -553,9 +552,7 @@ class ApiGateway:
                 }
             )
             response = await self.call_downstream_service(request, headers=downstream_headers)
-            FlextContext.Performance.add_operation_metadata(
-                "response_status", response.status_code
-            )
+            FlextContext.Performance.add_operation_metadata("response_status", response.status_code)
             FlextContext.Performance.add_operation_metadata("response_size", len(response.content))
             return response
 

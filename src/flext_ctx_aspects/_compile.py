@@ -68,12 +68,13 @@ class Current(Source):
 
 
 class CurrentOrNewId(Source):
-    """The current value of ``field``, or a new id when it has none."""
+    """``preferred`` when it gives a value, else the current value of ``field``, else new."""
 
-    __slots__ = ("field",)
+    __slots__ = ("field", "preferred")
 
-    def __init__(self, field: str) -> None:
+    def __init__(self, field: str, preferred: Source | None = None) -> None:
         self.field = field
+        self.preferred = preferred
 
 
 class TraceRoot(Source):
@@ -155,7 +156,11 @@ class _Emitter:
             return self.read(source.field)
         if isinstance(source, CurrentOrNewId):
             current = self.read(source.field)
-            return self.local(f"{current} if {current} is not None else _gen[0]()")
+            fallback = f"({current} if {current} is not None else _gen[0]())"
+            if source.preferred is None:
+                return self.local(fallback)
+            preferred = self.value(field, source.preferred)
+            return self.local(f"{preferred} if {preferred} is not None else {fallback}")
         if isinstance(source, TraceRoot):
             trace = self.read("trace_id")
             correlation = self.read("correlation_id")

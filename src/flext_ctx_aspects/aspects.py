@@ -20,7 +20,6 @@ from typing import Any, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from flext_ctx_aspects import _ids
 from flext_ctx_aspects._advice import Advice, Source, Target, Timing
 from flext_ctx_aspects._compile import (
     Current,
@@ -342,25 +341,6 @@ def timed(
 # --- @request_scope -------------------------------------------------------------------------
 
 
-class _OrNewId(Source):
-    """A source whose None result is replaced by the caller's id or a new one."""
-
-    __slots__ = ("inner",)
-
-    def __init__(self, inner: Source) -> None:
-        self.inner = inner
-
-    def resolver(self, target: Target) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]:
-        resolve = self.inner.resolver(target)
-        new_id = _ids.new_id
-
-        def resolve_or_new(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            value = resolve(instance, args, kwargs)
-            return new_id() if value is None else value
-
-        return resolve_or_new
-
-
 @dataclass(frozen=True, slots=True)
 class _RequestScope:
     user_id: str | Source | None
@@ -379,7 +359,7 @@ class _RequestScope:
         if self.request_id is None:
             fields["request_id"] = CurrentOrNewId("request_id")
         elif isinstance(self.request_id, Source):
-            fields["request_id"] = _OrNewId(self.request_id)
+            fields["request_id"] = CurrentOrNewId("request_id", self.request_id)
         else:
             fields["request_id"] = self.request_id
         if self.metadata:

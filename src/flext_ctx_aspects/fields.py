@@ -150,21 +150,20 @@ _by_header: dict[str, ContextField] = {}
 
 
 def _register(field: ContextField) -> None:
+    # Two declarations of one name share the value, so they must agree on the wire: the same
+    # header. Different headers for one name would make propagation ambiguous.
     header = (field.header or "").lower()
     with _lock:
         existing = _fields.get(field.name)
-        if existing is not None and existing.owner is not None and field.owner is not None:
-            same = (existing.owner.__module__, existing.owner.__qualname__) == (
-                field.owner.__module__,
-                field.owner.__qualname__,
+        if existing is not None and (existing.header or "").lower() != header:
+            owner = existing.owner.__qualname__ if existing.owner else "another class"
+            raise TypeError(
+                f"context field {field.name!r} is already declared by {owner} "
+                f"with header {existing.header!r} (got {field.header!r})"
             )
-            if not same:
-                raise TypeError(
-                    f"context field {field.name!r} is already declared by "
-                    f"{existing.owner.__qualname__}"
-                )
-        _fields[field.name] = field
-        _by_header[header] = field
+        if existing is None:
+            _fields[field.name] = field
+            _by_header[header] = field
 
 
 def declared_fields() -> tuple[ContextField, ...]:
