@@ -147,13 +147,26 @@ def _is_mapping(value: object) -> bool:
     return isinstance(value, Mapping)
 
 
+# Values given by the program are mostly the same few literals (service names, versions,
+# operation names): their validation is remembered, which takes it off the scope's cost.
+_VALIDATED_LIMIT: Final = 4096
+_validated: Final[dict[Any, dict[str, str]]] = {validate_id: {}, validate_name: {}}
+
+
 def _check(field: str, value: object, validator: Any) -> Any:
     # Values given by the program itself: invalid ones are programming errors, raised.
     if value is None:
         return None
     if not isinstance(value, str):
         raise TypeError(f"{field} must be a str or None (got {type(value).__qualname__})")
-    return validator(field, value)
+    cache = _validated[validator]
+    clean = cache.get(value)
+    if clean is None:
+        clean = validator(field, value)
+        if len(cache) >= _VALIDATED_LIMIT:
+            cache.clear()
+        cache[value] = clean
+    return clean
 
 
 class FlextContext:
@@ -229,13 +242,11 @@ class FlextContext:
                 TypeError: ``service_name`` is not a str.
                 InvalidValueError: A value has control characters or is too long.
             """
-            if not isinstance(service_name, str):
-                raise TypeError(
-                    f"service_name must be a str (got {type(service_name).__qualname__})"
-                )
+            if service_name is None:
+                raise TypeError("service_name must be a str (got None)")
             return _Scope(
                 {
-                    _state.SERVICE_NAME: validate_name("service_name", service_name),
+                    _state.SERVICE_NAME: _check("service_name", service_name, validate_name),
                     _state.SERVICE_VERSION: _check("version", version, validate_name),
                     _state.SERVICE_ENVIRONMENT: _check("environment", environment, validate_name),
                 },
@@ -352,7 +363,7 @@ class FlextContext:
             chosen = name if name is not None else operation_name
             if not isinstance(chosen, str) or not chosen:
                 raise TypeError("timed_operation() needs a non-empty operation name (a str)")
-            return _TimedOperation(validate_name("operation_name", chosen))
+            return _TimedOperation(_check("operation_name", chosen, validate_name))
 
         @staticmethod
         def add_operation_metadata(key: str, value: Any) -> None:
