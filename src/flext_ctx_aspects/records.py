@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from flext_ctx_aspects import _state
@@ -82,9 +81,9 @@ class OperationRecord(NamedTuple):
     request_id: str | None
     user_id: str | None
     operation_name: str | None
-    metadata: Mapping[str, Any]
-    request_metadata: Mapping[str, Any]
-    fields: Mapping[str, str]
+    metadata: dict[str, Any]
+    request_metadata: dict[str, Any]
+    fields: dict[str, str]
     trace_id: str | None
     body_duration_ns: int | None
     kind: str
@@ -237,7 +236,6 @@ _wall_offset = _time_ns() - _perf_counter_ns()
 _wall_synced_at = _perf_counter_ns()
 # The last (root id, W3C trace id) pair: consecutive records mostly share a trace.
 _last_trace: tuple[str, str] = ("", "")
-_NO_ITEMS: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 def wall_time_ns(perf_ns: int) -> int:
@@ -310,10 +308,10 @@ def finish(
                 request,
                 user,
                 operation,
-                _NO_ITEMS if metadata is None else metadata,
+                {} if metadata is None else metadata,
                 # Snapshot mappings are never mutated once stored: shared, not copied.
-                _NO_ITEMS if request_meta is None else request_meta,
-                _NO_ITEMS if fields is None else fields,
+                {} if request_meta is None else request_meta,
+                {} if fields is None else fields,
                 trace_id,
                 body_ns,
                 spec.kind,
