@@ -27,6 +27,7 @@ IdGenerator = Callable[[], str]
 """A zero-argument callable returning a new identifier string."""
 
 _getrandbits = random.getrandbits
+randbits = _getrandbits  # for compiled call paths that inline generate_id()
 
 
 def generate_id() -> str:
@@ -35,7 +36,7 @@ def generate_id() -> str:
     Never all zeros, so it is always a valid W3C trace id.
     """
     # `or 1`: an all-zero draw (probability 2**-128) would be an invalid trace id.
-    return (_getrandbits(128) or 1).to_bytes(16, "big").hex()
+    return (_getrandbits(128) or 1).to_bytes(16, "big").hex()  # inlined in _compile too
 
 
 def generate_span_id() -> str:
