@@ -228,6 +228,7 @@ def _sampled_out(correlation_id: str | None) -> bool:
 
 _perf_counter_ns: Final = time.perf_counter_ns
 _time_ns: Final = time.time_ns
+_snapshot: Final = _state.get
 # Wall-clock start times are derived from the monotonic clock plus an offset re-read at most
 # every WALL_RESYNC_NS, which keeps a clock read off the per-record path while following
 # wall-clock adjustments within a second.
@@ -279,23 +280,25 @@ def finish(
     global _wall_offset, _wall_synced_at
     try:
         duration = end_ns - start_ns
+        name, kind, min_duration_ns, keep_errors = spec
         # Unpacked in _state's slot order.
         (cid, parent, service, version, environment, user, operation, request, request_meta,
-         fields, trace_id, _trace_parent, _baggage) = _state.get()  # fmt: skip
-        if error is None or not spec.keep_errors:
-            if duration < spec.min_duration_ns or duration < _min_duration_ns:
+         fields, trace_id, _trace_parent, _baggage) = _snapshot()  # fmt: skip
+        if error is None or not keep_errors:
+            if duration < min_duration_ns or duration < _min_duration_ns:
                 return
             if _sample_rate < 1.0 and _sampled_out(cid):
                 return
         if trace_id is not None:
-            trace_id = _normalized_trace_id(trace_id)
+            last = _last_trace
+            trace_id = last[1] if last[0] == trace_id else _normalized_trace_id(trace_id)
         if end_ns - _wall_synced_at > WALL_RESYNC_NS:
             _wall_offset = _time_ns() - _perf_counter_ns()
             _wall_synced_at = end_ns
         record = _new_record(
             OperationRecord,
             (
-                spec.name,
+                name,
                 start_ns + _wall_offset,
                 duration,
                 "ok" if error is None else "error",
@@ -314,7 +317,7 @@ def finish(
                 {} if fields is None else fields,
                 trace_id,
                 body_ns,
-                spec.kind,
+                kind,
             ),
         )
     except Exception as exc:
