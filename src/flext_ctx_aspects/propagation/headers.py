@@ -25,21 +25,28 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from flext_ctx_aspects import _state
+from flext_ctx_aspects import fields as _fields
 from flext_ctx_aspects._compile import w3c_trace_id
-from flext_ctx_aspects._diagnostics import warn_invalid
+from flext_ctx_aspects._diagnostics import report_internal_error, warn_invalid
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.errors import InvalidValueError
-from flext_ctx_aspects.fields import declared_fields, field_by_header, field_by_name
 from flext_ctx_aspects.propagation._validate import as_text, validate_id, validate_name
+
+# `fields` is imported as a module: fields.py imports this package, so the names it
+# defines are read at call time, which keeps the import cycle harmless.
 
 __all__ = [
     "ALL_FORMATS",
     "DEFAULT_FORMATS",
     "Inbound",
     "apply_inbound",
+    "clean_field",
+    "header_problem",
     "outbound_headers",
     "read_inbound",
+    "safe_headers",
     "span_id_for",
+    "trace_id_for",
 ]
 
 ALL_FORMATS: Final = frozenset({"flext", "tracecontext", "baggage", "b3", "b3multi"})
@@ -230,12 +237,15 @@ def _read_library_fields(
 ) -> None:
     for name, values in grouped.items():
         field_name = _INBOUND_NAMES.get(name)
-        custom = None if field_name else (field_by_header(name) or field_by_name(name))
+        custom = (
+            None if field_name else (_fields.field_by_header(name) or _fields.field_by_name(name))
+        )
         if field_name is None and custom is None:
             continue
         try:
             if field_name == "request_metadata":
-                inbound.values["request_metadata"] = _clean_metadata(values[-1])
+                # An empty list of values (a repeated header with no line) is no mapping.
+                inbound.values["request_metadata"] = _clean_metadata(values[-1] if values else None)
                 continue
             raw = _single(name, values)
             if field_name == "user_id" and not trusted:
@@ -322,7 +332,7 @@ def _read_baggage(grouped: dict[str, list[object]], inbound: Inbound, drop: Any)
     except InvalidValueError as error:
         drop(error, values[0])
         return
-    by_key = {f.baggage_key: f for f in declared_fields() if f.baggage_key}
+    by_key = {f.baggage_key: f for f in _fields.declared_fields() if f.baggage_key}
     for key, value in members.items():
         custom = by_key.get(key)
         if custom is None:
@@ -330,11 +340,12 @@ def _read_baggage(grouped: dict[str, list[object]], inbound: Inbound, drop: Any)
             if value.isprintable():
                 inbound.baggage[key] = value
             else:
+                # The decoded value goes to the warning for its length and hash only.
                 drop(
                     InvalidValueError(
                         "baggage", "member value has a control character", len(value)
                     ),
-                    None,
+                    value,
                 )
             continue
         if custom.name in inbound.values:
@@ -386,22 +397,31 @@ def apply_inbound(snapshot: _state.Snapshot, inbound: Inbound) -> _state.Snapsho
     return _state.with_changes(snapshot, changes) if changes else snapshot
 
 
-def span_id_for(correlation_id: str) -> str:
+def span_id_for(correlation_id: str, remote_parent: str | None = None) -> str:
     """Return the W3C parent-id that stands for ``correlation_id`` in outbound traceparents.
 
     A correlation scope plays the part of a span: its id is derived from the correlation id
     (16 hex digits of it, or of its hash when it is not hex) so that every outbound call of
     one scope names the same parent, and the receiving side can tell which scope called.
+
+    When the scope continues a remote parent (an inbound traceparent), the id is derived from
+    both: a correlation id usually crosses services unchanged, and without the remote parent
+    every hop would name the same parent-id, making each service its own caller's parent.
     """
-    if len(correlation_id) == 32 and _is_lower_hex(correlation_id):
+    if remote_parent is not None:
+        material = f"{correlation_id}/{remote_parent}".encode("utf-8", "surrogatepass")
+        candidate = hashlib.blake2b(material, digest_size=8).hexdigest()
+    elif len(correlation_id) == 32 and _is_lower_hex(correlation_id):
         candidate = correlation_id[16:]
     else:
-        candidate = hashlib.blake2b(correlation_id.encode(), digest_size=8).hexdigest()
+        candidate = hashlib.blake2b(
+            correlation_id.encode("utf-8", "surrogatepass"), digest_size=8
+        ).hexdigest()
     return candidate if candidate.strip("0") else "0000000000000001"
 
 
 def _is_lower_hex(value: str) -> bool:
-    return all(c in "0123456789abcdef" for c in value)
+    return not value.strip("0123456789abcdef")
 
 
 def trace_id_for(snapshot: _state.Snapshot) -> str | None:
@@ -432,7 +452,7 @@ def outbound_headers(
             if value is not None:
                 headers[header] = value
         fields = snapshot[_state.FIELDS] or {}
-        for custom in declared_fields():
+        for custom in _fields.declared_fields():
             value = fields.get(custom.name)
             if value is not None and custom.propagate and custom.header:
                 headers[custom.header] = value
@@ -441,10 +461,11 @@ def outbound_headers(
     trace_parent = snapshot[_state.TRACE_PARENT]
     flags = trace_parent[1] if trace_parent else 1
     if trace_id is not None:
+        remote_parent = trace_parent[0] if trace_parent else None
         span = (
-            span_id_for(correlation_id)
+            span_id_for(correlation_id, remote_parent)
             if correlation_id is not None
-            else (trace_parent[0] if trace_parent else span_id_for(trace_id))
+            else (remote_parent or span_id_for(trace_id))
         )
         if "tracecontext" in wanted:
             from flext_ctx_aspects.propagation import w3c
@@ -472,16 +493,98 @@ def outbound_headers(
             if "b3multi" in wanted:
                 headers.update(b3.format_b3_multi(context))
     if "baggage" in wanted:
-        members = dict(snapshot[_state.BAGGAGE] or {})
+        # This service's own fields first, so that a caller's large baggage cannot push them
+        # out of the limits; then the inbound members, passed on unchanged.
+        members: dict[str, str] = {}
         fields = snapshot[_state.FIELDS] or {}
-        for custom in declared_fields():
+        for custom in _fields.declared_fields():
             value = fields.get(custom.name)
             if value is not None and custom.propagate and custom.baggage_key:
                 members[custom.baggage_key] = value
+        for key, value in (snapshot[_state.BAGGAGE] or {}).items():
+            members.setdefault(key, value)
         if members:
             from flext_ctx_aspects.propagation import baggage
 
-            encoded = baggage.format_baggage(members)
+            # At least the 64 members and 8192 bytes Baggage §3.3.2 requires to pass on.
+            encoded = baggage.format_baggage(members, max_members=baggage.MAX_BAGGAGE_MEMBERS)
             if encoded:
                 headers[_H.BAGGAGE] = encoded
-    return headers
+    return safe_headers(headers)
+
+
+_BUILTIN_HEADERS: Final = frozenset(
+    [header for header, _ in _FIELD_HEADERS.values()]
+    + [_H.TRACEPARENT, _H.TRACESTATE, _H.BAGGAGE, "b3"]
+    + ["X-B3-TraceId", "X-B3-SpanId", "X-B3-ParentSpanId", "X-B3-Sampled", "X-B3-Flags"]
+)
+_TOKEN_CHARACTERS: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def header_problem(name: object, value: object) -> str | None:
+    """Say why ``name: value`` must not be sent, or return None when it may.
+
+    A header goes out only when its name is an RFC 7230 token and its value is at most
+    ``MAX_HEADER_VALUE_LENGTH`` visible ASCII characters (inner spaces allowed) without
+    leading or trailing whitespace: no CR, LF or other control character ever leaves.
+    """
+    if name not in _BUILTIN_HEADERS and (
+        not isinstance(name, str) or not name or not _TOKEN_CHARACTERS.issuperset(name)
+    ):
+        return "header name is not an HTTP token"
+    if not isinstance(value, str):
+        return f"value is a {type(value).__name__}, not a str"
+    if len(value) > _L.MAX_HEADER_VALUE_LENGTH:
+        return f"value is longer than {_L.MAX_HEADER_VALUE_LENGTH} characters"
+    # For ASCII text, isprintable() is exactly 0x20-0x7E: one C-level pass each.
+    if not value or value != value.strip(" \t") or not (value.isascii() and value.isprintable()):
+        return "value is empty, padded, or has a character outside visible ASCII"
+    return None
+
+
+def safe_headers(headers: Mapping[str, object]) -> dict[str, str]:
+    """Return ``headers`` without the entries :func:`header_problem` refuses.
+
+    Refused entries are the library's own values gone wrong (a custom format, a value set
+    through an unchecked path): reported once per header through the library's logger,
+    without the value, and never sent.
+    """
+    clean: dict[str, str] = {}
+    for name, value in headers.items():
+        problem = header_problem(name, value)
+        if problem is None:
+            clean[name] = value  # type: ignore[assignment]
+            continue
+        shown = name if isinstance(name, str) and name.isprintable() else "a header"
+        length = len(value) if isinstance(value, (str, bytes)) else 0
+        report_internal_error(
+            f"outbound header {shown[:64]}", InvalidValueError(shown[:64], problem, length)
+        )
+    return clean
+
+
+def clean_field(name: object, raw: object, *, trusted: bool) -> tuple[str, str] | None:
+    """Validate one value a custom format read, for the field ``name``.
+
+    Returns:
+        ``(field, clean value)``, or None when the field is unknown or needs trust.
+
+    Raises:
+        InvalidValueError: The value is invalid (not text, bad characters, too long...).
+    """
+    if not isinstance(name, str):
+        return None
+    if not isinstance(raw, (str, bytes)):
+        raise InvalidValueError(name[:64], "a format returned a non-text value", 0)
+    if name == "trace_id":
+        return name, _clean_trace_id(raw)
+    if name in _FIELD_HEADERS:
+        if name == "user_id" and not trusted:
+            return None
+        return name, _FIELD_HEADERS[name][1](name, raw)
+    custom = _fields.field_by_name(name)
+    if custom is None:
+        return None
+    return custom.name, custom.clean(raw)

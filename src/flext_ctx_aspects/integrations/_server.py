@@ -1,0 +1,196 @@
+"""What the ASGI and WSGI middlewares share: options, the per-request context, the record.
+
+A request runs in a fresh context built from its headers (see
+:meth:`~flext_ctx_aspects.propagation.Extracted.snapshot`): nothing of an earlier request on
+the same connection, thread or task is visible. It is timed by the machinery of ``@timed``
+(one :class:`~flext_ctx_aspects.records.OperationRecord` through ``records.finish``), with the
+method, the path (when it is clean) and the response status code in the record's metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from flext_ctx_aspects import _state, records
+from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects.constants import FlextConstants
+from flext_ctx_aspects.errors import InvalidValueError
+from flext_ctx_aspects.propagation import Extracted, Format, extract
+from flext_ctx_aspects.propagation._validate import validate_name
+from flext_ctx_aspects.propagation.headers import Inbound
+from flext_ctx_aspects.typing import Getter
+
+__all__ = [
+    "METADATA_METHOD",
+    "METADATA_PATH",
+    "METADATA_STATUS",
+    "RequestRecorder",
+    "ServerOptions",
+    "refusal_text",
+]
+
+METADATA_METHOD: Final = "http.method"
+METADATA_PATH: Final = "http.path"
+METADATA_STATUS: Final = "http.status_code"
+
+_TOKEN: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_MAX_METHOD_LENGTH: Final = 16
+_VISIBLE: Final = frozenset(chr(code) for code in range(0x20, 0x7F))
+_MAX_REFUSAL_PART: Final = 120
+
+
+def _name(method: object) -> str:
+    if (
+        isinstance(method, str)
+        and 0 < len(method) <= _MAX_METHOD_LENGTH
+        and _TOKEN.issuperset(method)
+    ):
+        return method.upper()
+    return "OTHER"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """Validated middleware configuration (programming errors raise at construction).
+
+    Attributes:
+        changes: Snapshot slot -> value for the configured service identity.
+        strict: Per-middleware strict mode; None follows ``Settings.strict_validation``.
+        trusted: Accept ``X-User-Id`` from callers; None follows the settings.
+        formats: Header formats read (None: the defaults).
+        correlation_sources: Correlation id priority; None follows the settings.
+        echo_header: Response header carrying the correlation id back; None disables it.
+        record_name: Makes the operation record's name from the request method.
+    """
+
+    changes: Mapping[int, Any] = field(default_factory=dict)
+    strict: bool | None = None
+    trusted: bool | None = None
+    formats: tuple[str | Format, ...] | None = None
+    correlation_sources: tuple[str, ...] | None = None
+    echo_header: str | None = FlextConstants.Headers.CORRELATION_ID
+    record_name: Callable[[str], str] = "HTTP {}".format
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        service_name: str | None,
+        service_version: str | None,
+        service_environment: str | None,
+        strict: bool | None,
+        trusted: bool | None,
+        formats: Iterable[str | Format] | None,
+        correlation_sources: Iterable[str] | None,
+        echo_header: str | None,
+    ) -> ServerOptions:
+        """Validate the middleware arguments.
+
+        Raises:
+            InvalidValueError: A service value has control characters or is too long.
+            ValueError: ``echo_header`` is not an HTTP token.
+            ConfigError: An unknown format name or correlation source.
+        """
+        changes: dict[int, Any] = {}
+        if service_name is not None:
+            changes[_state.SERVICE_NAME] = validate_name("service_name", service_name)
+            changes[_state.SERVICE_VERSION] = (
+                None if service_version is None else validate_name("version", service_version)
+            )
+            changes[_state.SERVICE_ENVIRONMENT] = (
+                None
+                if service_environment is None
+                else validate_name("environment", service_environment)
+            )
+        if echo_header is not None and (not echo_header or not _TOKEN.issuperset(echo_header)):
+            raise ValueError(f"echo_header must be an HTTP header name (got {echo_header!r})")
+        # Checked now, not on the first request: an unknown name or source is a typo.
+        extract({}, formats=formats, correlation_sources=correlation_sources)
+        return cls(
+            changes=changes,
+            strict=strict,
+            trusted=trusted,
+            formats=None if formats is None else tuple(formats),
+            correlation_sources=None if correlation_sources is None else tuple(correlation_sources),
+            echo_header=echo_header,
+        )
+
+    def extract(
+        self, carrier: object, getter: Getter
+    ) -> tuple[Extracted, InvalidValueError | None]:
+        """Extract the request's context; a strict-mode refusal is returned, never raised."""
+        try:
+            return (
+                extract(
+                    carrier,
+                    getter=getter,
+                    formats=self.formats,
+                    strict=self.strict,
+                    trusted=self.trusted,
+                    correlation_sources=self.correlation_sources,
+                ),
+                None,
+            )
+        except InvalidValueError as error:
+            return Extracted(Inbound()), error
+        except Exception as error:  # the library's own failure: the request goes on
+            report_internal_error("extracting request context", error)
+            return Extracted(Inbound()), None
+
+    def snapshot(self, extracted: Extracted) -> _state.Snapshot:
+        """Build the request's fresh context: inbound values, new ids, service identity."""
+        # The one private entry point of Extracted, for this package's middlewares.
+        return extracted._build_snapshot(
+            fresh=True, ensure_correlation=True, ensure_request_id=True, changes=self.changes
+        )
+
+
+def refusal_text(error: InvalidValueError) -> str:
+    """Return the body of a 400 response for a refused context: never the raw value."""
+
+    def clean(text: str) -> str:
+        return "".join(c for c in text if c in _VISIBLE)[:_MAX_REFUSAL_PART]
+
+    return f"invalid request context: {clean(error.field)}: {clean(error.reason)}\n"
+
+
+class RequestRecorder:
+    """Times one request and sends its operation record; the caller provides the context."""
+
+    __slots__ = ("metadata", "spec", "start", "status", "token")
+
+    def __init__(self, options: ServerOptions, method: object, path: object) -> None:
+        method_name = _name(method)
+        self.spec = records.TimingSpec(
+            name=options.record_name(method_name), kind="block", min_duration_ns=0, keep_errors=True
+        )
+        self.metadata: dict[str, Any] = {METADATA_METHOD: method_name}
+        if isinstance(path, str):
+            with contextlib.suppress(InvalidValueError):  # a hostile path is not recorded
+                self.metadata[METADATA_PATH] = validate_name("path", path)
+        self.status: int | None = None
+        self.start = time.perf_counter_ns()
+
+    def begin(self) -> None:
+        """Make this request the running operation (``add_operation_metadata`` goes here)."""
+        self.token = _state.push_operation(self.metadata)
+
+    def finish(self, error: BaseException | None) -> None:
+        """Record the request (call inside its context), then leave the running operation."""
+        end = time.perf_counter_ns()
+        metadata = self.metadata
+        if self.status is not None:
+            metadata[METADATA_STATUS] = self.status
+        elif isinstance(error, Exception):
+            metadata[METADATA_STATUS] = 500  # what the server answers for an unhandled error
+        try:
+            if records.active:
+                records.finish(self.spec, self.start, end, error, dict(metadata))
+        finally:
+            _state.restore_operation(self.token, metadata)
