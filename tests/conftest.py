@@ -8,6 +8,7 @@ import pytest
 
 from flext_ctx_aspects import _state, records
 from flext_ctx_aspects._diagnostics import reset_diagnostics
+from flext_ctx_aspects.propagation import allowed_destinations, reset_refusal_warnings
 from flext_ctx_aspects.settings import Settings, apply_settings
 
 
@@ -20,9 +21,11 @@ def _isolated_context() -> Iterator[None]:
     apply_settings(Settings())
     records.clear_sinks()
     reset_diagnostics()
+    reset_refusal_warnings()
     try:
         yield
         assert _state.get() == _state.EMPTY, "the test leaked context"
+        assert allowed_destinations() == (), "the test left a destination allowlist"
         assert _state.get_operation() is None, "the test leaked a running operation"
     finally:
         _state.clear()

@@ -59,6 +59,9 @@ class Settings:
         max_concurrent_contexts: Worker count of the context-carrying executor the library
             creates when none is given (``flext_ctx_aspects.concurrency``); None lets
             ``concurrent.futures`` decide.
+        allowed_destinations: Host patterns that may receive the context on outbound calls
+            (``flext_ctx_aspects.propagation``); empty sends it nowhere. See the
+            propagation docs for the pattern forms.
         enabled: The runtime switch; False makes every aspect a pass-through.
     """
 
@@ -75,6 +78,7 @@ class Settings:
     measure_generator_body: bool = False
     performance_level: str = "standard"
     max_concurrent_contexts: int | None = None
+    allowed_destinations: tuple[str, ...] = ()
     enabled: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -117,6 +121,14 @@ class Settings:
             )
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(where, "log_level", "a logging level name", repr(self.log_level))
+        if isinstance(self.allowed_destinations, str):  # type: ignore[unreachable]
+            raise ConfigError(  # a str is a sequence of one-letter patterns: refuse it
+                where, "allowed_destinations", "a tuple of host patterns", "a single str"
+            )
+        from flext_ctx_aspects.propagation._policy import parse_destination_pattern
+
+        for pattern in self.allowed_destinations:
+            parse_destination_pattern(pattern)  # a ConfigError names the bad pattern
         if not callable(self.id_generator):
             raise ConfigError(
                 where, "id_generator", "a callable returning str", repr(self.id_generator)
@@ -253,6 +265,7 @@ def apply_settings(settings: Settings) -> Settings:
     """
     global _current
     from flext_ctx_aspects import _engine, records
+    from flext_ctx_aspects.propagation import set_allowed_destinations
     from flext_ctx_aspects.sinks import _builtin
 
     with _lock:
@@ -263,4 +276,5 @@ def apply_settings(settings: Settings) -> Settings:
         records.configure_filters(settings.sample_rate, settings.min_duration_ns)
         _engine.set_enabled(settings.enabled)
         _builtin.switch_builtin_sinks(settings.sinks, settings.log_level)
+        set_allowed_destinations(settings.allowed_destinations)
     return previous
