@@ -50,8 +50,8 @@ def capture_operations() -> Iterator[list[OperationRecord]]:
         ...     return 42
         >>> with capture_operations() as ops:
         ...     _ = load()
-        >>> [(op.name, op.status) for op in ops]
-        [('load', 'ok')]
+        >>> [(op.name, op.status) for op in ops] == [("load", "ok")]
+        True
     """
     captured: list[OperationRecord] = []
     sink = RecordingSink(captured)
