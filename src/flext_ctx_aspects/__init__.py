@@ -8,7 +8,7 @@ facade over the same state.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flext_ctx_aspects._advice import (
     Advice,
@@ -36,9 +36,18 @@ from flext_ctx_aspects.facade import FlextContext
 from flext_ctx_aspects.fields import ContextField
 from flext_ctx_aspects.records import OperationRecord, add_sink, remove_sink
 from flext_ctx_aspects.result import FlextResult
-from flext_ctx_aspects.settings import Settings, apply_settings, current_settings
 from flext_ctx_aspects.typing import Aspect, FlextTypes, Sink
 from flext_ctx_aspects.utilities import FlextUtilities
+
+if TYPE_CHECKING:
+    from flext_ctx_aspects.settings import Settings, apply_settings, current_settings
+
+# Imported on first use (PEP 562): settings are only needed by programs that configure.
+_LAZY = {
+    "Settings": "flext_ctx_aspects.settings",
+    "apply_settings": "flext_ctx_aspects.settings",
+    "current_settings": "flext_ctx_aspects.settings",
+}
 
 __all__ = [
     "Advice",
@@ -81,6 +90,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(module_name), name)
+        globals()[name] = value
+        return value
     # The version is read from the installed metadata on first use, not at import time.
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 __all__ = [
     "Advice",
@@ -28,8 +27,44 @@ __all__ = [
 CallableKind = Literal["function", "coroutine", "generator", "async_generator"]
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class _Frozen:
+    """Base of the frozen, slotted value classes below.
+
+    Hand-written rather than ``@dataclass(frozen=True, slots=True)``: those classes are
+    created at import time, where each dataclass cost about a millisecond of the 20 ms
+    import budget (docs/architecture.md). Same behaviour: keyword or positional
+    construction, equality by value, a readable repr, no attribute assignment.
+    """
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot assign to {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot delete {name!r}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({items})"
+
+
+_set = object.__setattr__
+
+
+class Target(_Frozen):
     """The callable an aspect is applied to, as the engine sees it at decoration time.
 
     Attributes:
@@ -39,10 +74,20 @@ class Target:
         qualname: ``__qualname__`` of the function (its ``repr`` when unknown).
     """
 
+    __slots__ = ("function", "kind", "module", "qualname")
+    _fields = __slots__
     function: Callable[..., Any]
     kind: CallableKind
     module: str
     qualname: str
+
+    def __init__(
+        self, function: Callable[..., Any], kind: CallableKind, module: str, qualname: str
+    ) -> None:
+        _set(self, "function", function)
+        _set(self, "kind", kind)
+        _set(self, "module", module)
+        _set(self, "qualname", qualname)
 
     @property
     def default_name(self) -> str:
@@ -70,8 +115,7 @@ class Call(NamedTuple):
     kwargs: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Timing:
+class Timing(_Frozen):
     """Ask the engine to time each call and emit an operation record.
 
     Attributes:
@@ -84,18 +128,29 @@ class Timing:
             item).
     """
 
-    name: str | None = None
-    min_duration_s: float = 0.0
-    keep_errors: bool = True
-    measure_body: bool = False
+    __slots__ = ("keep_errors", "measure_body", "min_duration_s", "name")
+    _fields = ("name", "min_duration_s", "keep_errors", "measure_body")
+    name: str | None
+    min_duration_s: float
+    keep_errors: bool
+    measure_body: bool
 
-    def __post_init__(self) -> None:
-        if self.min_duration_s < 0:
-            raise ValueError(f"min_duration must be >= 0 seconds (got {self.min_duration_s!r})")
+    def __init__(
+        self,
+        name: str | None = None,
+        min_duration_s: float = 0.0,
+        keep_errors: bool = True,
+        measure_body: bool = False,
+    ) -> None:
+        if min_duration_s < 0:
+            raise ValueError(f"min_duration must be >= 0 seconds (got {min_duration_s!r})")
+        _set(self, "name", name)
+        _set(self, "min_duration_s", min_duration_s)
+        _set(self, "keep_errors", keep_errors)
+        _set(self, "measure_body", measure_body)
 
 
-@dataclass(frozen=True, slots=True)
-class Advice:
+class Advice(_Frozen):
     """What an aspect contributes to each call.
 
     Attributes:
@@ -109,10 +164,24 @@ class Advice:
         after: Called with the :class:`Call` and the exception (or None) when the body ends.
     """
 
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    timing: Timing | None = None
-    before: Callable[[Call], None] | None = None
-    after: Callable[[Call, BaseException | None], None] | None = None
+    __slots__ = ("after", "before", "fields", "timing")
+    _fields = ("fields", "timing", "before", "after")
+    fields: Mapping[str, Any]
+    timing: Timing | None
+    before: Callable[[Call], None] | None
+    after: Callable[[Call, BaseException | None], None] | None
+
+    def __init__(
+        self,
+        fields: Mapping[str, Any] | None = None,
+        timing: Timing | None = None,
+        before: Callable[[Call], None] | None = None,
+        after: Callable[[Call, BaseException | None], None] | None = None,
+    ) -> None:
+        _set(self, "fields", dict(fields) if fields is not None else {})
+        _set(self, "timing", timing)
+        _set(self, "before", before)
+        _set(self, "after", after)
 
 
 class Source:
@@ -129,10 +198,16 @@ class Source:
         raise NotImplementedError
 
 
-@dataclass(frozen=True, slots=True)
 class _Argument(Source):
-    name: str
-    transform: Callable[[Any], Any] | None = None
+    # Plain slotted classes, not dataclasses: see aspects.py on import time.
+    __slots__ = ("name", "transform")
+
+    def __init__(self, name: str, transform: Callable[[Any], Any] | None = None) -> None:
+        self.name = name
+        self.transform = transform
+
+    def __repr__(self) -> str:
+        return f"arg({self.name!r})" if self.transform is None else f"arg({self.name!r}, ...)"
 
     def resolver(self, target: Target) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]:
         signature = target.signature()
@@ -185,9 +260,14 @@ class _Argument(Source):
         return resolve
 
 
-@dataclass(frozen=True, slots=True)
 class _FromCall(Source):
-    function: Callable[[inspect.BoundArguments], Any]
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[[inspect.BoundArguments], Any]) -> None:
+        self.function = function
+
+    def __repr__(self) -> str:
+        return f"from_call({self.function!r})"
 
     def resolver(self, target: Target) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]:
         signature = target.signature()

@@ -13,7 +13,6 @@ compiles each distinct shape once.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -103,6 +102,8 @@ def w3c_trace_id(value: str) -> str:
     """
     if _TRACE_ID_SHAPE.fullmatch(value) and value.strip("0"):
         return value
+    import hashlib  # only for ids that are not hex: kept off the import path
+
     return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 

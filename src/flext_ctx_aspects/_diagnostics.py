@@ -15,7 +15,6 @@ Two channels, both on ``logging.getLogger("flext_ctx_aspects")``:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import threading
 import time
@@ -69,6 +68,8 @@ def internal_error_counts() -> dict[tuple[str, str], int]:
 def value_fingerprint(value: str | bytes) -> str:
     """Return a short, non-reversible fingerprint of an untrusted value for log lines."""
     raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
+    import hashlib  # only when a value is dropped: kept off the import path
+
     return hashlib.sha256(raw).hexdigest()[:12]
 
 

@@ -311,6 +311,8 @@ def _pass_through(
 
 
 def _coroutine_driver(plan: _Plan) -> Wrapper:
+    if not plan.befores and not plan.afters and len(plan.timings) <= 1:
+        return _fast_coroutine_driver(plan)
     needs_exit = bool(plan.timings or plan.afters)
 
     async def run_in_scope(
@@ -345,6 +347,78 @@ def _coroutine_driver(plan: _Plan) -> Wrapper:
         return run_in_scope(wrapped(*args, **kwargs), instance, args, kwargs)
 
     return call_coroutine
+
+
+def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
+    """Fields and at most one timing, no hooks: the common shapes, without helper calls."""
+    update = plan.update
+    spec = plan.timings[0] if plan.timings else None
+    qualname = plan.target.qualname
+
+    async def run_in_scope(
+        coroutine: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        token = None
+        pushed: _state.Snapshot = _state.EMPTY
+        if update is not None:
+            try:
+                pushed = update(_get(), instance, args, kwargs)
+                token = _push(pushed)
+            except Exception as exc:
+                report_internal_error(f"computing context fields for {qualname}", exc)
+        if spec is None:
+            try:
+                return await coroutine
+            finally:
+                if token is not None:
+                    _leave(token, pushed)
+        metadata: dict[str, Any] = {}
+        operation = _push_op(metadata)
+        start = _clock()
+        try:
+            result = await coroutine
+        except BaseException as exc:
+            end = _clock()
+            if _sinks:
+                _finish(spec, start, end, exc, metadata)
+            _leave_operation(operation, metadata)
+            if token is not None:
+                _leave(token, pushed)
+            raise
+        end = _clock()
+        if _sinks:
+            _finish(spec, start, end, None, metadata)
+        _leave_operation(operation, metadata)
+        if token is not None:
+            _leave(token, pushed)
+        return result
+
+    def call_coroutine(
+        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
+    ) -> Any:
+        if _disabled:
+            return wrapped(*args, **kwargs)
+        # The inner coroutine is created now, so a bad call raises TypeError here, as it
+        # would undecorated, not at the first await.
+        return run_in_scope(wrapped(*args, **kwargs), instance, args, kwargs)
+
+    return call_coroutine
+
+
+def _leave(token: Any, pushed: _state.Snapshot) -> None:
+    # A token reset, falling back to restoring by value when the coroutine was resumed in
+    # another Context (driven by hand), where the reset raises.
+    try:
+        _pop(token)
+    except (ValueError, RuntimeError):
+        _state.restore(token, pushed)
+
+
+def _leave_operation(token: Any, pushed: dict[str, Any]) -> None:
+    try:
+        _pop_op(token)
+    except (ValueError, RuntimeError):
+        _state.restore_operation(token, pushed)
 
 
 def _generator_driver(plan: _Plan) -> Wrapper:
@@ -552,11 +626,34 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
         aspects: tuple[Any, ...],
         kind: CallableKind,
         kind_overridden: bool,
+        hooks: bool = False,
     ) -> None:
         super().__init__(wrapped, None, wrapper, None, binding)
         self._self_aspects = aspects
         self._self_kind = kind
         self._self_kind_overridden = kind_overridden
+        # How __get__ binds (see there): wrapt's way, like a function, like a staticmethod.
+        self._self_get = (
+            _GET_WRAPT
+            if hooks
+            else {_FUNCTION_BINDING: _GET_FUNCTION, "staticmethod": _GET_STATIC}.get(
+                binding, _GET_WRAPT
+            )
+        )
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        # wrapt binds by creating a bound wrapper per attribute access (~0.6 µs), which then
+        # probes __self__ for staticmethods. Without hooks nothing needs that: a plain function
+        # used as a method binds as a function does (a types.MethodType, ~0.25 µs, passing
+        # the instance as the first argument), and a staticmethod (callable since 3.10) needs
+        # no binding at all. Hooks get wrapt's binding, which passes Call.instance separately.
+        how = self._self_get
+        if how is _GET_FUNCTION:
+            # Read from the class, a function is itself; so is its instrumented stand-in.
+            return self if instance is None else _MethodType(self, instance)
+        if how is _GET_STATIC:
+            return self
+        return _base_get(self, instance, owner)
 
     @property
     def __code__(self) -> types.CodeType:
@@ -577,6 +674,12 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
     def __deepcopy__(self, memo: Any) -> AspectWrapper:
         return self
 
+
+_base_get: Final = _FunctionWrapperBase.__get__
+_GET_WRAPT: Final = "wrapt"
+_GET_FUNCTION: Final = "function"
+_GET_STATIC: Final = "static"
+_MethodType: Final = types.MethodType
 
 _CO_KIND_FLAGS: Final = (
     inspect.CO_GENERATOR
@@ -653,7 +756,8 @@ def apply_aspect(aspect: Any, target: Any, kind: str | None = None) -> Any:
     target_info = _make_target(base, resolved)
     plan = _make_plan(target_info, [a.advise(target_info) for a in aspects])
     driver = _DRIVERS[resolved](plan)
-    return AspectWrapper(base, driver, _binding_for(base), aspects, resolved, overridden)
+    hooks = bool(plan.befores or plan.afters)
+    return AspectWrapper(base, driver, _binding_for(base), aspects, resolved, overridden, hooks)
 
 
 def aspects_of(function: Any) -> tuple[Any, ...]:

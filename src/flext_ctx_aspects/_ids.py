@@ -5,7 +5,7 @@ id can serve as a W3C trace id unchanged. ``getrandbits(128).to_bytes(16, "big")
 the fastest way measured here: about half the cost of ``"%032x" % getrandbits(128)`` and an
 eighth of ``uuid.uuid4().hex``; a pool refilled from one large random block was no faster
 (the block's formatting dominates) and needs fork handling, so it was dropped
-(``benchmarks/test_ids.py``). The ``random`` module reseeds itself in forked children.
+(``benchmarks/test_core_state_design.py``). The ``random`` module reseeds itself in forked children.
 """
 
 from __future__ import annotations

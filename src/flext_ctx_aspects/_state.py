@@ -5,7 +5,7 @@ The whole request context lives in ONE ``ContextVar`` holding an immutable tuple
 any number of fields builds one new tuple and does one ``set``; leaving it does one
 ``reset``. Measured against one ContextVar per field, setting and restoring nine fields is
 about 7x cheaper this way, reading one field costs ~13 ns more (see docs/architecture.md and
-benchmarks/state_design.py).
+benchmarks/test_core_state_design.py).
 
 The innermost running timed operation has its own variable holding that operation's live
 metadata dict, so ``@timed`` alone never rebuilds the snapshot.

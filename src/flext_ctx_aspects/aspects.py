@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
@@ -82,6 +81,8 @@ class _Decorator:
 
 
 _SKIPPED_MEMBER_TYPES = (property, type)
+# The built-in aspects below are plain slotted classes rather than dataclasses: each
+# dataclass costs about a millisecond of import time (docs/performance.md).
 
 
 def instrument_class(cls: type[T], aspect_: Aspect, *, kind: str | None = None) -> type[T]:
@@ -141,17 +142,27 @@ def aspect(spec: Aspect | Advice | Callable[[Target], Advice]) -> AspectDecorato
     )
 
 
-@dataclass(frozen=True, slots=True)
 class _FixedAdvice:
-    advice: Advice
+    __slots__ = ("advice",)
+
+    def __init__(self, advice: Advice) -> None:
+        self.advice = advice
+
+    def __repr__(self) -> str:
+        return f"aspect({self.advice!r})"
 
     def advise(self, target: Target) -> Advice:
         return self.advice
 
 
-@dataclass(frozen=True, slots=True)
 class _AdviceFunction:
-    function: Callable[[Target], Advice]
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[[Target], Advice]) -> None:
+        self.function = function
+
+    def __repr__(self) -> str:
+        return f"aspect({self.function!r})"
 
     def advise(self, target: Target) -> Advice:
         return self.function(target)
@@ -160,9 +171,14 @@ class _AdviceFunction:
 # --- @with_correlation ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _Correlation:
-    inherit: bool
+    __slots__ = ("inherit",)
+
+    def __init__(self, inherit: bool) -> None:
+        self.inherit = inherit
+
+    def __repr__(self) -> str:
+        return f"with_correlation(inherit={self.inherit!r})"
 
     def advise(self, target: Target) -> Advice:
         if self.inherit:
@@ -224,11 +240,18 @@ def _check_name(parameter: str, value: object, *, required: bool) -> None:
         raise ValueError(f"{parameter} must not contain control characters (got {value!r})")
 
 
-@dataclass(frozen=True, slots=True)
 class _Service:
-    name: str | Source
-    version: str | Source | None
-    environment: str | Source | None
+    __slots__ = ("environment", "name", "version")
+
+    def __init__(
+        self, name: str | Source, version: str | Source | None, environment: str | Source | None
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.environment = environment
+
+    def __repr__(self) -> str:
+        return f"service({self.name!r}, {self.version!r}, {self.environment!r})"
 
     def advise(self, target: Target) -> Advice:
         return Advice(
@@ -270,9 +293,14 @@ def service(
 # --- @timed -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _Timed:
-    timing: Timing
+    __slots__ = ("timing",)
+
+    def __init__(self, timing: Timing) -> None:
+        self.timing = timing
+
+    def __repr__(self) -> str:
+        return f"timed({self.timing!r})"
 
     def advise(self, target: Target) -> Advice:
         return Advice(timing=self.timing)
@@ -341,12 +369,26 @@ def timed(
 # --- @request_scope -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _RequestScope:
-    user_id: str | Source | None
-    operation_name: str | Source | None
-    request_id: str | Source | None
-    metadata: Mapping[str, Any] | None
+    __slots__ = ("metadata", "operation_name", "request_id", "user_id")
+
+    def __init__(
+        self,
+        user_id: str | Source | None,
+        operation_name: str | Source | None,
+        request_id: str | Source | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> None:
+        self.user_id = user_id
+        self.operation_name = operation_name
+        self.request_id = request_id
+        self.metadata = metadata
+
+    def __repr__(self) -> str:
+        return (
+            f"request_scope(user_id={self.user_id!r}, operation_name={self.operation_name!r}, "
+            f"request_id={self.request_id!r}, metadata={self.metadata!r})"
+        )
 
     def advise(self, target: Target) -> Advice:
         fields: dict[str, Any] = {

@@ -10,23 +10,21 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from flext_ctx_aspects import _ids, _state, records
 from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects._validate import validate_id, validate_name
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.errors import ConfigError, InvalidValueError
 from flext_ctx_aspects.fields import ContextField, declared_fields
-from flext_ctx_aspects.propagation import headers as _headers
-from flext_ctx_aspects.propagation._validate import validate_id, validate_name
 from flext_ctx_aspects.result import FlextResult
-from flext_ctx_aspects.settings import (
-    Settings,
-    apply_settings,
-    current_settings,
-    settings_for_environment,
-    tuned_settings,
-)
+
+if TYPE_CHECKING:
+    from flext_ctx_aspects.settings import Settings
+
+# Propagation and settings are imported where they are used, not at import time: most
+# programs that only decorate functions never need them (docs/performance.md, import time).
 
 __all__ = ["ContextField", "FlextContext"]
 
@@ -418,7 +416,9 @@ class FlextContext:
             e.g. ``{"X-Correlation-Id": "...", "X-Service-Name": "user-service",
             "traceparent": "00-...-...-01"}``. A fresh dict: callers may add to it.
             """
-            return _headers.outbound_headers(_state.get())
+            from flext_ctx_aspects.propagation import headers
+
+            return headers.outbound_headers(_state.get())
 
         @staticmethod
         def set_from_context(
@@ -441,11 +441,14 @@ class FlextContext:
             Returns:
                 ``ok`` with the values applied, or ``fail`` explaining the refusal.
             """
+            from flext_ctx_aspects.propagation import headers
+            from flext_ctx_aspects.settings import current_settings
+
             settings = current_settings()
             strict_mode = settings.strict_validation if strict is None else strict
             trust = settings.trust_inbound_user_id if trusted is None else trusted
             try:
-                inbound = _headers.read_inbound(
+                inbound = headers.read_inbound(
                     context,
                     strict=strict_mode,
                     trusted=trust,
@@ -456,7 +459,7 @@ class FlextContext:
             except Exception as error:
                 report_internal_error("set_from_context", error)
                 return FlextResult[dict[str, Any]].fail(f"context refused: {type(error).__name__}")
-            _state.replace(_headers.apply_inbound(_state.get(), inbound))
+            _state.replace(headers.apply_inbound(_state.get(), inbound))
             return FlextResult[dict[str, Any]].ok(dict(inbound.values))
 
     class Utilities:
@@ -524,6 +527,8 @@ class FlextContext:
         Returns:
             ``ok(settings)`` now in force, or ``fail`` naming the valid environments.
         """
+        from flext_ctx_aspects.settings import Settings, apply_settings, settings_for_environment
+
         try:
             settings = settings_for_environment(env)
         except ConfigError as error:
@@ -544,6 +549,13 @@ class FlextContext:
         Returns:
             ``ok(settings)`` now in force, or ``fail`` naming the bad key and the accepted ones.
         """
+        from flext_ctx_aspects.settings import (
+            Settings,
+            apply_settings,
+            current_settings,
+            tuned_settings,
+        )
+
         if not _is_mapping(config):
             return FlextResult[Settings].fail(
                 f"optimize_context_performance() takes a mapping (got {type(config).__qualname__})"

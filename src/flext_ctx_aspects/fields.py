@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from flext_ctx_aspects import _state
+from flext_ctx_aspects._validate import as_text, validate_name
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.errors import InvalidValueError
-from flext_ctx_aspects.propagation._validate import as_text, validate_name
 
 __all__ = ["ContextField", "declared_fields", "field_by_header"]
 

@@ -17,10 +17,10 @@ from typing import Any, Final
 
 from flext_ctx_aspects import _state, records
 from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects._validate import validate_name
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.errors import InvalidValueError
 from flext_ctx_aspects.propagation import Extracted, Format, extract
-from flext_ctx_aspects.propagation._validate import validate_name
 from flext_ctx_aspects.propagation.headers import Inbound
 from flext_ctx_aspects.typing import Getter
 

@@ -18,6 +18,7 @@ from typing import Any, Final, Protocol, TypeVar, cast, runtime_checkable
 from flext_ctx_aspects import _ids, _state
 from flext_ctx_aspects import fields as _fields
 from flext_ctx_aspects._diagnostics import report_internal_error, warn_invalid
+from flext_ctx_aspects._validate import as_text
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.errors import ConfigError, InvalidValueError
 from flext_ctx_aspects.propagation import headers as _headers
@@ -32,7 +33,6 @@ from flext_ctx_aspects.propagation._policy import (
     destination_allowed,
     warn_refused,
 )
-from flext_ctx_aspects.propagation._validate import as_text
 from flext_ctx_aspects.settings import CORRELATION_SOURCES, current_settings
 from flext_ctx_aspects.typing import Getter, Setter
 

@@ -28,9 +28,9 @@ from flext_ctx_aspects import _state
 from flext_ctx_aspects import fields as _fields
 from flext_ctx_aspects._compile import w3c_trace_id
 from flext_ctx_aspects._diagnostics import report_internal_error, warn_invalid
+from flext_ctx_aspects._validate import as_text, validate_id, validate_name
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.errors import InvalidValueError
-from flext_ctx_aspects.propagation._validate import as_text, validate_id, validate_name
 
 # `fields` is imported as a module: fields.py imports this package, so the names it
 # defines are read at call time, which keeps the import cycle harmless.
