@@ -1,0 +1,95 @@
+"""Methods: every aspect and the fused stack on an instance method and on a classmethod.
+
+Per call, through the instance (``obj.handle(1)``) and through the class
+(``Service.create(1)``), so each call pays the descriptor binding as real code does. Each
+variant builds its own class with the decorator applied under ``@classmethod``; the floors
+are the closures of ``floors.py``, which bind like any function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from floors import fused_floor, timed_floor
+from kit import ASPECTS, SERVICE_NAME, SERVICE_VERSION, USER_ID
+
+CALLS = 1000
+
+# Compared benchmarks sit next to each other: each pass runs them in this order.
+VARIANTS = ["bare", "floor_timed", "timed", "floor_fused", "fused", "with_correlation", "service",
+            "request_scope"]  # fmt: skip
+
+
+def _decorator(variant: str, out: list[Any]) -> Callable[[Any], Any]:
+    if variant == "bare":
+        return lambda func: func
+    if variant == "floor_timed":
+        return lambda func: timed_floor(func, out, f"{func.__module__}.{func.__qualname__}")
+    if variant == "floor_fused":
+        return lambda func: fused_floor(
+            func, out, f"{func.__module__}.{func.__qualname__}",
+            SERVICE_NAME, SERVICE_VERSION, USER_ID, func.__qualname__,
+        )  # fmt: skip
+    return ASPECTS[variant]
+
+
+def _service_class(decorate: Callable[[Any], Any]) -> type:
+    class Service:
+        def handle(self, x: int) -> int:
+            return x
+
+        @classmethod
+        def create(cls, x: int) -> int:
+            return x
+
+    Service.handle = decorate(Service.__dict__["handle"])  # type: ignore[method-assign]
+    Service.create = classmethod(decorate(Service.__dict__["create"].__func__))  # type: ignore[method-assign, assignment]
+    return Service
+
+
+@pytest.mark.benchmark(group="method")
+@pytest.mark.variants(*VARIANTS)
+def test_method(bench: Any, variant: str) -> None:
+    times = range(CALLS)
+
+    def build(variant: str) -> tuple[Any, int]:
+        out: list[Any] = []
+        obj = _service_class(_decorator(variant, out))()
+        assert obj.handle(1) == 1
+        out.clear()
+        clear = out.clear
+
+        def loop() -> None:
+            for _ in times:
+                obj.handle(1)
+            clear()
+
+        return loop, CALLS
+
+    bench.measure(variant, build)
+
+
+@pytest.mark.benchmark(group="classmethod")
+@pytest.mark.variants(*VARIANTS)
+def test_classmethod(bench: Any, variant: str) -> None:
+    times = range(CALLS)
+
+    def build(variant: str) -> tuple[Any, int]:
+        out: list[Any] = []
+        cls: Any = _service_class(_decorator(variant, out))
+        assert cls.create(1) == 1
+        assert cls().create(1) == 1
+        out.clear()
+        clear = out.clear
+
+        def loop() -> None:
+            for _ in times:
+                cls.create(1)
+            clear()
+
+        return loop, CALLS
+
+    bench.measure(variant, build)
