@@ -34,18 +34,7 @@ __all__ = [
 
 Updater = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
 
-BUILTIN_FIELDS: Final[Mapping[str, int]] = {
-    "correlation_id": _state.CORRELATION_ID,
-    "parent_correlation_id": _state.PARENT_CORRELATION_ID,
-    "service_name": _state.SERVICE_NAME,
-    "service_version": _state.SERVICE_VERSION,
-    "service_environment": _state.SERVICE_ENVIRONMENT,
-    "user_id": _state.USER_ID,
-    "operation_name": _state.OPERATION_NAME,
-    "request_id": _state.REQUEST_ID,
-    "request_metadata": _state.REQUEST_METADATA,
-    "trace_id": _state.TRACE_ID,
-}
+BUILTIN_FIELDS: Final[Mapping[str, int]] = _state.FIELD_SLOTS
 # Fields whose values must be strings: values taken from arguments are converted with str().
 _TEXT_FIELDS: Final = frozenset(BUILTIN_FIELDS) - {"request_metadata"}
 _TRACE_ID_SHAPE: Final = re.compile(r"[0-9a-f]{32}")

@@ -25,6 +25,7 @@ __all__ = [
     "CORRELATION_ID",
     "EMPTY",
     "FIELDS",
+    "FIELD_SLOTS",
     "OPERATION_NAME",
     "PARENT_CORRELATION_ID",
     "REQUEST_ID",
@@ -72,6 +73,22 @@ SLOT_NAMES: Final = (
     "baggage",
 )
 EMPTY: Final[Snapshot] = (None,) * len(SLOT_NAMES)
+# The built-in context fields by name (the names aspects and mappings use), to their slots.
+FIELD_SLOTS: Final[dict[str, int]] = {
+    name: SLOT_NAMES.index(name)
+    for name in (
+        "correlation_id",
+        "parent_correlation_id",
+        "service_name",
+        "service_version",
+        "service_environment",
+        "user_id",
+        "operation_name",
+        "request_id",
+        "request_metadata",
+        "trace_id",
+    )
+}
 
 _snapshot: ContextVar[Snapshot] = ContextVar("flext_ctx_aspects.snapshot", default=EMPTY)
 _operation: ContextVar[dict[str, Any] | None] = ContextVar(

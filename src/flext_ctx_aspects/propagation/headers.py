@@ -73,18 +73,7 @@ _INBOUND_NAMES: Final = {
     "trace_id": "trace_id",
     "request_metadata": "request_metadata",
 }
-_FIELD_SLOTS: Final = {
-    "correlation_id": _state.CORRELATION_ID,
-    "parent_correlation_id": _state.PARENT_CORRELATION_ID,
-    "service_name": _state.SERVICE_NAME,
-    "service_version": _state.SERVICE_VERSION,
-    "service_environment": _state.SERVICE_ENVIRONMENT,
-    "user_id": _state.USER_ID,
-    "operation_name": _state.OPERATION_NAME,
-    "request_id": _state.REQUEST_ID,
-    "request_metadata": _state.REQUEST_METADATA,
-    "trace_id": _state.TRACE_ID,
-}
+_FIELD_SLOTS: Final = _state.FIELD_SLOTS
 _W3C_NAMES: Final = frozenset({"traceparent", "tracestate", "baggage"})
 _B3_NAMES: Final = frozenset(
     {"b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags"}
