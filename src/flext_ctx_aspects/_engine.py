@@ -74,6 +74,9 @@ _push: Final = _state.push
 _pop: Final = _state.pop
 _push_op: Final = _state.push_operation
 _pop_op: Final = _state.pop_operation
+# Token reset with a by-value fallback when the scope ends in another Context.
+_restore: Final = _state.restore
+_restore_op: Final = _state.restore_operation
 _copy_context: Final = contextvars.copy_context
 
 
@@ -264,20 +267,21 @@ def _sync_driver(plan: _Plan) -> Wrapper:
 
         return call_timed_only
 
-    if len(plan.timings) == 1 and not plan.befores and not plan.afters:
+    if len(plan.timings) == 1 and update is not None and not plan.befores and not plan.afters:
+        # Fields and one timing: a fused stack.
         spec = plan.timings[0]
+        scoped_update: Updater = update
 
         def call_timed(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
         ) -> Any:
             if _disabled:
                 return wrapped(*args, **kwargs)
-            token = None
-            if update is not None:
-                try:
-                    token = _push(update(_get(), instance, args, kwargs))
-                except Exception as exc:
-                    report_internal_error(f"computing context fields for {qualname}", exc)
+            try:
+                token = _push(scoped_update(_get(), instance, args, kwargs))
+            except Exception as exc:
+                report_internal_error(f"computing context fields for {qualname}", exc)
+                token = None
             metadata: dict[str, Any] = {}
             operation = _push_op(metadata)
             start = _clock()
@@ -365,6 +369,10 @@ def _coroutine_driver(plan: _Plan) -> Wrapper:
         _reset_to(snapshot, operation)
         return result
 
+    return _coroutine_caller(run_in_scope)
+
+
+def _coroutine_caller(run_in_scope: Callable[..., Any]) -> Wrapper:
     def call_coroutine(
         wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
     ) -> Any:
@@ -399,7 +407,7 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
                 return await coroutine
             finally:
                 if token is not None:
-                    _leave(token, pushed)
+                    _restore(token, pushed)
         metadata: dict[str, Any] = {}
         operation = _push_op(metadata)
         start = _clock()
@@ -409,44 +417,19 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
             end = _clock()
             if _sinks:
                 _finish(spec, start, end, exc, metadata)
-            _leave_operation(operation, metadata)
+            _restore_op(operation, metadata)
             if token is not None:
-                _leave(token, pushed)
+                _restore(token, pushed)
             raise
         end = _clock()
         if _sinks:
             _finish(spec, start, end, None, metadata)
-        _leave_operation(operation, metadata)
+        _restore_op(operation, metadata)
         if token is not None:
-            _leave(token, pushed)
+            _restore(token, pushed)
         return result
 
-    def call_coroutine(
-        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
-    ) -> Any:
-        if _disabled:
-            return wrapped(*args, **kwargs)
-        # The inner coroutine is created now, so a bad call raises TypeError here, as it
-        # would undecorated, not at the first await.
-        return run_in_scope(wrapped(*args, **kwargs), instance, args, kwargs)
-
-    return call_coroutine
-
-
-def _leave(token: Any, pushed: _state.Snapshot) -> None:
-    # A token reset, falling back to restoring by value when the coroutine was resumed in
-    # another Context (driven by hand), where the reset raises.
-    try:
-        _pop(token)
-    except (ValueError, RuntimeError):
-        _state.restore(token, pushed)
-
-
-def _leave_operation(token: Any, pushed: dict[str, Any]) -> None:
-    try:
-        _pop_op(token)
-    except (ValueError, RuntimeError):
-        _state.restore_operation(token, pushed)
+    return _coroutine_caller(run_in_scope)
 
 
 def _generator_driver(plan: _Plan) -> Wrapper:

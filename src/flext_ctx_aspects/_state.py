@@ -104,11 +104,6 @@ push_operation: Final = _operation.set
 pop_operation: Final = _operation.reset
 
 
-def field(index: int) -> Any:
-    """Return one slot of the current snapshot."""
-    return _snapshot.get()[index]
-
-
 def replace(snapshot: Snapshot) -> None:
     """Make ``snapshot`` the current state, without a scope to restore it."""
     _snapshot.set(snapshot)

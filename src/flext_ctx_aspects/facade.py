@@ -53,6 +53,15 @@ class _Scope:
         _state.restore(self._token, self._pushed)
 
 
+def _correlation_changes(current: _state.Snapshot, correlation_id: str) -> dict[int, Any]:
+    """Slots that make ``correlation_id`` current; the root of a trace also names the trace."""
+    trace = current[_state.TRACE_ID]
+    return {
+        _state.CORRELATION_ID: correlation_id,
+        _state.TRACE_ID: trace if trace is not None else correlation_id,
+    }
+
+
 class _NewCorrelation(_Scope):
     """``new_correlation()``: the id and parent are computed on entry, from the context then."""
 
@@ -65,12 +74,8 @@ class _NewCorrelation(_Scope):
     def __enter__(self) -> str:
         current = _state.get()
         new_id = self._explicit or _ids.new_id()
-        trace = current[_state.TRACE_ID]
-        self._changes = {
-            _state.CORRELATION_ID: new_id,
-            _state.PARENT_CORRELATION_ID: current[_state.CORRELATION_ID],
-            _state.TRACE_ID: trace if trace is not None else new_id,
-        }
+        self._changes = _correlation_changes(current, new_id)
+        self._changes[_state.PARENT_CORRELATION_ID] = current[_state.CORRELATION_ID]
         self._result = new_id
         super().__enter__()
         return new_id
@@ -88,11 +93,7 @@ class _InheritCorrelation(_Scope):
         current = _state.get()
         existing = current[_state.CORRELATION_ID]
         correlation_id = existing if existing is not None else _ids.new_id()
-        trace = current[_state.TRACE_ID]
-        self._changes = {
-            _state.CORRELATION_ID: correlation_id,
-            _state.TRACE_ID: trace if trace is not None else correlation_id,
-        }
+        self._changes = _correlation_changes(current, correlation_id)
         self._result = correlation_id
         super().__enter__()
         return correlation_id
@@ -473,16 +474,7 @@ class FlextContext:
             if existing is not None:
                 return existing
             new_id = _ids.new_id()
-            trace = snapshot[_state.TRACE_ID]
-            _state.replace(
-                _state.with_changes(
-                    snapshot,
-                    {
-                        _state.CORRELATION_ID: new_id,
-                        _state.TRACE_ID: trace if trace is not None else new_id,
-                    },
-                )
-            )
+            _state.replace(_state.with_changes(snapshot, _correlation_changes(snapshot, new_id)))
             return new_id
 
         @staticmethod

@@ -253,11 +253,8 @@ def utc_datetime(wall_ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=wall_ns // 1000)
 
 
-def _normalized_trace_id(root: str) -> str:
+def _remember_trace_id(root: str) -> str:
     global _last_trace
-    last = _last_trace
-    if last[0] == root:
-        return last[1]
     normalized = w3c_trace_id(root)
     _last_trace = (root, normalized)
     return normalized
@@ -291,7 +288,7 @@ def finish(
                 return
         if trace_id is not None:
             last = _last_trace
-            trace_id = last[1] if last[0] == trace_id else _normalized_trace_id(trace_id)
+            trace_id = last[1] if last[0] == trace_id else _remember_trace_id(trace_id)
         if end_ns - _wall_synced_at > WALL_RESYNC_NS:
             _wall_offset = _time_ns() - _perf_counter_ns()
             _wall_synced_at = end_ns
@@ -323,15 +320,6 @@ def finish(
     except Exception as exc:
         report_internal_error("building an operation record", exc)
         return
-    for sink in _dispatch:
-        try:
-            sink.emit(record)
-        except Exception as exc:
-            report_internal_error(f"sink {type(sink).__qualname__}.emit", exc)
-
-
-def dispatch(record: OperationRecord) -> None:
-    """Send ``record`` to every sink; a failing sink is reported once and skipped."""
     for sink in _dispatch:
         try:
             sink.emit(record)

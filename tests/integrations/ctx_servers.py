@@ -122,6 +122,11 @@ def raw_request(base_url: str, head: bytes, timeout: float = 10.0) -> bytes:
     return b"".join(chunks)
 
 
+def trace_of(traceparent: str) -> str:
+    """The trace-id field of a traceparent header."""
+    return traceparent.split("-")[1]
+
+
 def wait_for_records(
     ops: list[Any], predicate: Any, count: int, timeout: float = 10.0
 ) -> list[Any]:

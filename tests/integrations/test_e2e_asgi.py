@@ -7,7 +7,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from ctx_servers import asgi_service_a, asgi_service_b, uvicorn_server, wait_for_records
+from ctx_servers import (
+    asgi_service_a,
+    asgi_service_b,
+    trace_of,
+    uvicorn_server,
+    wait_for_records,
+)
 
 from flext_ctx_aspects.testing import capture_operations
 
@@ -25,10 +31,6 @@ def services() -> Iterator[tuple[str, str]]:
         uvicorn_server(asgi_service_a(b_url), lifespan="on") as a_url,
     ):
         yield a_url, b_url
-
-
-def trace_of(traceparent: str) -> str:
-    return traceparent.split("-")[1]
 
 
 def test_correlation_and_trace_cross_both_hops(services: tuple[str, str]) -> None:

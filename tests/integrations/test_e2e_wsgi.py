@@ -11,7 +11,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from ctx_servers import wait_for_records, waitress_server, wsgi_service_a, wsgi_service_b
+from ctx_servers import (
+    trace_of,
+    wait_for_records,
+    waitress_server,
+    wsgi_service_a,
+    wsgi_service_b,
+)
 
 from flext_ctx_aspects.integrations.httpx import instrument_client
 from flext_ctx_aspects.testing import capture_operations
@@ -32,10 +38,6 @@ def services() -> Iterator[tuple[str, str]]:
         )
         with client, waitress_server(wsgi_service_a(b_url, client), threads=16) as a_url:
             yield a_url, b_url
-
-
-def trace_of(traceparent: str) -> str:
-    return traceparent.split("-")[1]
 
 
 def test_correlation_and_trace_cross_both_hops(services: tuple[str, str]) -> None:
