@@ -404,11 +404,11 @@ def test_source_errors_are_reported_at_decoration_time() -> None:
     with pytest.raises(TypeError, match="metadata keys must be str"):
         request_scope(metadata={1: "x"})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="min_duration"):
-        timed(min_duration=-1)
+        timed(min_duration_ms=-1)
 
 
 def test_timed_min_duration_keeps_slow_and_failed_calls() -> None:
-    @timed(name="filtered", min_duration=0.01)
+    @timed(name="filtered", min_duration_ms=10)
     def body(sleep: float, fail: bool = False) -> None:
         if sleep:
             import time

@@ -120,32 +120,32 @@ class Timing(_Frozen):
 
     Attributes:
         name: Operation name; None means ``module.qualname`` of the target.
-        min_duration_s: Calls faster than this are not recorded (decided per call, at its
-            end), unless they failed and ``keep_errors`` is true.
+        min_duration_ns: Calls faster than this many nanoseconds are not recorded (decided
+            per call, at its end), unless they failed and ``keep_errors`` is true.
         keep_errors: Always record failed calls, however fast.
         measure_body: For generators and async generators, also measure the time spent
             inside the body, excluding time suspended at ``yield`` (two clock reads per
             item).
     """
 
-    __slots__ = ("keep_errors", "measure_body", "min_duration_s", "name")
-    _fields = ("name", "min_duration_s", "keep_errors", "measure_body")
+    __slots__ = ("keep_errors", "measure_body", "min_duration_ns", "name")
+    _fields = ("name", "min_duration_ns", "keep_errors", "measure_body")
     name: str | None
-    min_duration_s: float
+    min_duration_ns: int
     keep_errors: bool
     measure_body: bool
 
     def __init__(
         self,
         name: str | None = None,
-        min_duration_s: float = 0.0,
+        min_duration_ns: int = 0,
         keep_errors: bool = True,
         measure_body: bool = False,
     ) -> None:
-        if min_duration_s < 0:
-            raise ValueError(f"min_duration must be >= 0 seconds (got {min_duration_s!r})")
+        if min_duration_ns < 0:
+            raise ValueError(f"min_duration_ns must be >= 0 (got {min_duration_ns!r})")
         _set(self, "name", name)
-        _set(self, "min_duration_s", min_duration_s)
+        _set(self, "min_duration_ns", min_duration_ns)
         _set(self, "keep_errors", keep_errors)
         _set(self, "measure_body", measure_body)
 

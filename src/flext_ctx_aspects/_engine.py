@@ -55,14 +55,12 @@ __all__ = [
 # A binding label that wrapt's C __call__ does not probe ``__self__`` for (see module doc).
 _FUNCTION_BINDING: Final = "flext_ctx_aspects.function"
 
+# One spelling per kind: the same words as ``CallableKind`` and ``OperationRecord.kind``.
 KIND_OVERRIDES: Final[dict[str, CallableKind]] = {
     "function": "function",
-    "sync": "function",
     "coroutine": "coroutine",
-    "async": "coroutine",
     "generator": "generator",
     "async_generator": "async_generator",
-    "asyncgen": "async_generator",
 }
 
 _disabled = False
@@ -149,7 +147,7 @@ def _make_plan(target: Target, advices: list[Advice]) -> _Plan:
         TimingSpec(
             name=advice.timing.name or target.default_name,
             kind=target.kind,
-            min_duration_ns=int(advice.timing.min_duration_s * 1e9),
+            min_duration_ns=advice.timing.min_duration_ns,
             keep_errors=advice.timing.keep_errors,
         )
         for advice in advices

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Final, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from flext_ctx_aspects._advice import Advice, Source, Target, Timing
+from flext_ctx_aspects._advice import Advice, CallableKind, Source, Target, Timing
 from flext_ctx_aspects._compile import (
     Current,
     CurrentOrNewId,
@@ -31,6 +31,7 @@ from flext_ctx_aspects._engine import apply_aspect
 from flext_ctx_aspects.typing import Aspect
 
 __all__ = [
+    "ASPECTS",
     "AspectDecorator",
     "aspect",
     "instrument_class",
@@ -64,7 +65,7 @@ class _Decorator:
 
     __slots__ = ("_aspect", "_enabled", "_kind")
 
-    def __init__(self, aspect_: Aspect, enabled: bool, kind: str | None) -> None:
+    def __init__(self, aspect_: Aspect, enabled: bool, kind: CallableKind | None) -> None:
         self._aspect = aspect_
         self._enabled = enabled
         self._kind = kind
@@ -85,7 +86,7 @@ _SKIPPED_MEMBER_TYPES = (property, type)
 # dataclass costs about a millisecond of import time (docs/performance.md).
 
 
-def instrument_class(cls: type[T], aspect_: Aspect, *, kind: str | None = None) -> type[T]:
+def instrument_class(cls: type[T], aspect_: Aspect, *, kind: CallableKind | None = None) -> type[T]:
     """Apply ``aspect_`` to the methods a class defines itself.
 
     Instrumented: plain methods, classmethods, staticmethods and already instrumented
@@ -204,10 +205,15 @@ def with_correlation(func: staticmethod[P, R], /) -> staticmethod[P, R]: ...
 def with_correlation(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def with_correlation(
-    *, inherit: bool = False, enabled: bool = True, kind: str | None = None
+    *, inherit: bool = False, enabled: bool = True, kind: CallableKind | None = None
 ) -> AspectDecorator: ...
 def with_correlation(
-    func: Any = None, /, *, inherit: bool = False, enabled: bool = True, kind: str | None = None
+    func: Any = None,
+    /,
+    *,
+    inherit: bool = False,
+    enabled: bool = True,
+    kind: CallableKind | None = None,
 ) -> Any:
     """Run each call in a new correlation id whose parent is the caller's.
 
@@ -269,7 +275,7 @@ def service(
     environment: str | Source | None = None,
     *,
     enabled: bool = True,
-    kind: str | None = None,
+    kind: CallableKind | None = None,
 ) -> AspectDecorator:
     """Run each call as service ``name`` (with ``version`` and ``environment``).
 
@@ -318,22 +324,22 @@ def timed(func: Callable[P, R], /) -> Callable[P, R]: ...
 def timed(
     *,
     name: str | None = None,
-    min_duration: float = 0.0,
+    min_duration_ms: float = 0.0,
     keep_errors: bool = True,
     measure_body: bool = False,
     enabled: bool = True,
-    kind: str | None = None,
+    kind: CallableKind | None = None,
 ) -> AspectDecorator: ...
 def timed(
     func: Any = None,
     /,
     *,
     name: str | None = None,
-    min_duration: float = 0.0,
+    min_duration_ms: float = 0.0,
     keep_errors: bool = True,
     measure_body: bool = False,
     enabled: bool = True,
-    kind: str | None = None,
+    kind: CallableKind | None = None,
 ) -> Any:
     """Time each call and record it as an operation (see ``capture_operations`` and sinks).
 
@@ -343,22 +349,23 @@ def timed(
     Args:
         func: The callable, when used bare (``@timed``).
         name: Operation name; defaults to ``module.qualname`` of the callable.
-        min_duration: Seconds; faster calls are not recorded, decided per call at its end.
-        keep_errors: Record failed calls even when faster than ``min_duration``.
+        min_duration_ms: Milliseconds; faster calls are not recorded, decided per call at its
+            end.
+        keep_errors: Record failed calls even when faster than ``min_duration_ms``.
         measure_body: Generators: also record the time spent in the body, excluding time
             suspended at ``yield`` (``OperationRecord.body_duration_ns``).
         enabled: False returns the callable untouched.
         kind: Explicit callable kind (see module docs).
 
     Raises:
-        ValueError: ``min_duration`` is negative.
+        ValueError: ``min_duration_ms`` is negative.
         TypeError: ``name`` is given but is not a non-empty string.
     """
     if name is not None:
         _check_name("timed name", name, required=True)
     timing = Timing(
         name=name,
-        min_duration_s=min_duration,
+        min_duration_ns=round(min_duration_ms * 1_000_000),
         keep_errors=keep_errors,
         measure_body=measure_body,
     )
@@ -416,7 +423,7 @@ def request_scope(
     metadata: Mapping[str, Any] | None = None,
     *,
     enabled: bool = True,
-    kind: str | None = None,
+    kind: CallableKind | None = None,
 ) -> AspectDecorator:
     """Run each call in a request scope: user, operation name, request id and metadata.
 
@@ -448,3 +455,13 @@ def request_scope(
     return _Decorator(
         _RequestScope(user_id, operation_name, request_id, dict(metadata or {})), enabled, kind
     )
+
+
+# The built-in aspects by the names configuration uses (``aspects = ["timed", ...]`` in the
+# ``[tool.flext_ctx_aspects.instrument]`` table): name -> the decorator factory.
+ASPECTS: Final[Mapping[str, Callable[..., Any]]] = {
+    "timed": timed,
+    "with_correlation": with_correlation,
+    "service": service,
+    "request_scope": request_scope,
+}

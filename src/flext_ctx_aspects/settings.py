@@ -49,7 +49,8 @@ class Settings:
             distinct stack of aspects; instrumenting a large package may need more).
         sample_rate: Fraction of traces whose operation records reach sinks (decided per
             correlation id, so a trace is kept or dropped whole). Errors are always kept.
-        min_duration_ns: Operations faster than this are not recorded (errors always are).
+        min_duration_ms: Operations faster than this many milliseconds are not recorded
+            (errors always are).
         sinks: Built-in sinks switched on: ``"stats"`` (in-process statistics) and
             ``"logging"`` (one log line per operation).
         log_level: Level of the ``"logging"`` sink's lines.
@@ -72,7 +73,7 @@ class Settings:
     id_generator: Callable[[], str] = _ids.generate_id
     context_cache_size: int = _compile.DEFAULT_CACHE_SIZE
     sample_rate: float = 1.0
-    min_duration_ns: int = 0
+    min_duration_ms: float = 0.0
     sinks: tuple[str, ...] = ()
     log_level: str = "INFO"
     measure_generator_body: bool = False
@@ -88,8 +89,8 @@ class Settings:
             raise ConfigError(
                 where, "sample_rate", "a number from 0.0 to 1.0", repr(self.sample_rate)
             )
-        if self.min_duration_ns < 0:
-            raise ConfigError(where, "min_duration_ns", "an int >= 0", repr(self.min_duration_ns))
+        if self.min_duration_ms < 0:
+            raise ConfigError(where, "min_duration_ms", "a number >= 0", repr(self.min_duration_ms))
         unknown = [s for s in self.sinks if s not in BUILTIN_SINKS]
         if unknown:
             raise ConfigError(where, "sinks", f"a subset of {BUILTIN_SINKS}", repr(unknown[0]))
@@ -157,7 +158,7 @@ ENVIRONMENT_PRESETS: Final[Mapping[str, Settings]] = {
         environment="production",
         strict_validation=True,
         sinks=("stats",),
-        min_duration_ns=100_000,
+        min_duration_ms=0.1,
     ),
 }
 
@@ -221,7 +222,7 @@ def tuned_settings(base: Settings, config: Mapping[str, Any]) -> Settings:
         elif key == "sample_rate":
             changes["sample_rate"] = _number(where, key, value, expected)
         elif key == "min_duration_ms":
-            changes["min_duration_ns"] = int(_number(where, key, value, expected) * 1_000_000)
+            changes["min_duration_ms"] = _number(where, key, value, expected)
         elif key in ("measure_generator_body", "enabled"):
             if not isinstance(value, bool):
                 raise ConfigError(where, key, expected, repr(value))
@@ -273,7 +274,7 @@ def apply_settings(settings: Settings) -> Settings:
         _current = settings
         _ids.set_generator(settings.id_generator)
         _compile.set_cache_size(settings.context_cache_size)
-        records.configure_filters(settings.sample_rate, settings.min_duration_ns)
+        records.configure_filters(settings.sample_rate, round(settings.min_duration_ms * 1_000_000))
         _engine.set_enabled(settings.enabled)
         _builtin.switch_builtin_sinks(settings.sinks, settings.log_level)
         set_allowed_destinations(settings.allowed_destinations)

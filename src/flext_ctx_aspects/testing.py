@@ -38,7 +38,7 @@ def capture_operations() -> Iterator[list[OperationRecord]]:
 
     Limits: the capture is process-wide, not per-context: operations finished on other
     threads or tasks during the block are collected too. Records dropped by the settings'
-    filters (``sample_rate``, ``min_duration_ns``) or by ``@timed(min_duration=...)`` are
+    filters (``sample_rate``, ``min_duration_ms``) or by ``@timed(min_duration_ms=...)`` are
     not collected, as for any sink. Generators are recorded when they finish, which may be
     after the block if they are consumed later.
 

@@ -23,7 +23,7 @@ def plain(x: int, y: str = "a") -> float:
     return float(x)
 
 
-@timed(name="named", min_duration=0.1)
+@timed(name="named", min_duration_ms=100)
 @with_correlation(inherit=True)
 @service("svc", "1.0")
 @request_scope(user_id=arg("user"))
