@@ -43,7 +43,7 @@ import pytest
 
 import flext_ctx_aspects
 import guard
-from flext_ctx_aspects import _state, records
+from flext_ctx_aspects import _emit, _state
 from kit import CollectingSink, EventLoop
 
 
@@ -119,13 +119,13 @@ def mode(request: pytest.FixtureRequest) -> Mode:
 @pytest.fixture(autouse=True)
 def _clean_library_state() -> Iterator[None]:
     # Every benchmark starts with no sink, the aspects switched on and an empty context.
-    records.clear_sinks()
+    _emit.clear_sinks()
     flext_ctx_aspects.set_enabled(True)
     _state.clear()
     try:
         yield
     finally:
-        records.clear_sinks()
+        _emit.clear_sinks()
         flext_ctx_aspects.set_enabled(True)
         _state.clear()
 
@@ -279,7 +279,7 @@ def bench(benchmark: Any, mode: Mode, request: pytest.FixtureRequest) -> Bench:
 @pytest.fixture
 def collecting_sink() -> Iterator[CollectingSink]:
     sink = CollectingSink()
-    remove = records.add_sink(sink)
+    remove = _emit.add_sink(sink)
     try:
         yield sink
     finally:

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from flext_ctx_aspects import add_sink, timed
+from flext_ctx_aspects import timed
 from flext_ctx_aspects.records import OperationRecord
-from flext_ctx_aspects.sinks import StatsSink
+from flext_ctx_aspects.sinks import StatsSink, add_sink
 from flext_ctx_aspects.testing import RecordingSink, capture_operations
 from kit import CollectingSink, call_loop
 

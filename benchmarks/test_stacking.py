@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from flext_ctx_aspects import Advice, Target, aspect, timed, with_correlation
+from flext_ctx_aspects import timed, with_correlation
 from flext_ctx_aspects._engine import aspects_of
+from flext_ctx_aspects.aspects import Advice, Target, aspect
 from kit import ASPECTS, call_loop
 
 CALLS = 1000

@@ -15,17 +15,9 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 
-from flext_ctx_aspects import (
-    FlextContext,
-    OperationRecord,
-    add_sink,
-    arg,
-    request_scope,
-    service,
-    timed,
-    with_correlation,
-)
-from flext_ctx_aspects.sinks import StatsSink
+from flext_ctx_aspects import FlextContext, arg, request_scope, service, timed, with_correlation
+from flext_ctx_aspects.records import OperationRecord
+from flext_ctx_aspects.sinks import StatsSink, add_sink
 from flext_ctx_aspects.testing import RecordingSink
 
 rng = random.Random(7)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flext_ctx_aspects import _state, records
+from flext_ctx_aspects import _emit, _state
 from flext_ctx_aspects._diagnostics import reset_diagnostics
 from flext_ctx_aspects.propagation import allowed_destinations, reset_refusal_warnings
 from flext_ctx_aspects.settings import Settings, apply_settings
@@ -19,7 +19,7 @@ def _isolated_context() -> Iterator[None]:
     assert _state.get() == _state.EMPTY, "context not empty before the test"
     assert _state.get_operation() is None, "an operation is running before the test"
     apply_settings(Settings())
-    records.clear_sinks()
+    _emit.clear_sinks()
     reset_diagnostics()
     reset_refusal_warnings()
     try:
@@ -29,5 +29,5 @@ def _isolated_context() -> Iterator[None]:
         assert _state.get_operation() is None, "the test leaked a running operation"
     finally:
         _state.clear()
-        records.clear_sinks()
+        _emit.clear_sinks()
         apply_settings(Settings())

@@ -19,17 +19,16 @@ from typing import Any
 import pytest
 
 from flext_ctx_aspects import (
-    Advice,
     ContextField,
     FlextContext,
     _state,
     arg,
-    aspect,
     request_scope,
     service,
     timed,
     with_correlation,
 )
+from flext_ctx_aspects.aspects import Advice, aspect
 from flext_ctx_aspects.testing import capture_operations
 
 

@@ -17,12 +17,8 @@ import wrapt
 
 import flext_ctx_aspects
 from flext_ctx_aspects import (
-    Advice,
-    Call,
     FlextContext,
-    Target,
     arg,
-    aspect,
     from_call,
     request_scope,
     service,
@@ -31,7 +27,8 @@ from flext_ctx_aspects import (
 )
 from flext_ctx_aspects._diagnostics import internal_error_counts
 from flext_ctx_aspects._engine import aspects_of
-from flext_ctx_aspects.records import add_sink
+from flext_ctx_aspects.aspects import Advice, Call, Target, aspect
+from flext_ctx_aspects.sinks import add_sink
 from flext_ctx_aspects.testing import capture_operations
 
 cid = FlextContext.Correlation.get_correlation_id

@@ -17,10 +17,10 @@ from flext_ctx_aspects import (
     FlextResult,
     FlextTypes,
     FlextUtilities,
-    InvalidValueError,
     Settings,
     current_settings,
 )
+from flext_ctx_aspects.errors import InvalidValueError
 from flext_ctx_aspects.testing import capture_operations
 
 HEX32 = re.compile(r"[0-9a-f]{32}")

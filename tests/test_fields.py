@@ -6,15 +6,9 @@ import asyncio
 
 import pytest
 
-from flext_ctx_aspects import (
-    Advice,
-    ContextField,
-    FlextContext,
-    InvalidValueError,
-    arg,
-    aspect,
-    timed,
-)
+from flext_ctx_aspects import ContextField, FlextContext, arg, timed
+from flext_ctx_aspects.aspects import Advice, aspect
+from flext_ctx_aspects.errors import InvalidValueError
 from flext_ctx_aspects.testing import capture_operations
 
 

@@ -8,9 +8,16 @@ from datetime import datetime, timezone
 
 import pytest
 
-from flext_ctx_aspects import FlextContext, OperationRecord, add_sink, remove_sink, timed
-from flext_ctx_aspects.records import registered_sinks
-from flext_ctx_aspects.sinks import LoggingSink, StatsSink, default_stats
+from flext_ctx_aspects import FlextContext, timed
+from flext_ctx_aspects.records import OperationRecord
+from flext_ctx_aspects.sinks import (
+    LoggingSink,
+    StatsSink,
+    add_sink,
+    default_stats,
+    registered_sinks,
+    remove_sink,
+)
 from flext_ctx_aspects.testing import RecordingSink, capture_operations
 
 

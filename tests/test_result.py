@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from flext_ctx_aspects import FlextResult, ResultError
+from flext_ctx_aspects import FlextResult
+from flext_ctx_aspects.errors import ResultError
 
 
 def test_ok_holds_its_value() -> None:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from flext_ctx_aspects import ConfigError, FlextContext, Settings, current_settings, timed
+from flext_ctx_aspects import FlextContext, Settings, current_settings, timed
+from flext_ctx_aspects.errors import ConfigError
 from flext_ctx_aspects.settings import settings_for_environment, tuned_settings
 from flext_ctx_aspects.testing import capture_operations
 

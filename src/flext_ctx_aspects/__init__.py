@@ -10,33 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flext_ctx_aspects._advice import (
-    Advice,
-    Call,
-    CallableKind,
-    Source,
-    Target,
-    Timing,
-    arg,
-    from_call,
-)
+from flext_ctx_aspects._advice import arg, from_call
 from flext_ctx_aspects._engine import is_enabled, set_enabled
-from flext_ctx_aspects.aspects import (
-    AspectDecorator,
-    aspect,
-    instrument_class,
-    request_scope,
-    service,
-    timed,
-    with_correlation,
-)
+from flext_ctx_aspects.aspects import request_scope, service, timed, with_correlation
 from flext_ctx_aspects.constants import FlextConstants
-from flext_ctx_aspects.errors import ConfigError, FlextContextError, InvalidValueError, ResultError
 from flext_ctx_aspects.facade import FlextContext
 from flext_ctx_aspects.fields import ContextField
-from flext_ctx_aspects.records import OperationRecord, add_sink, remove_sink
 from flext_ctx_aspects.result import FlextResult
-from flext_ctx_aspects.typing import Aspect, FlextTypes, Sink
+from flext_ctx_aspects.typing import FlextTypes
 from flext_ctx_aspects.utilities import FlextUtilities
 
 if TYPE_CHECKING:
@@ -49,38 +30,23 @@ _LAZY = {
     "current_settings": "flext_ctx_aspects.settings",
 }
 
+# The pinned names and what every user needs. Each object has one import path: writing
+# aspects (``Advice``, ``aspect``...) is ``flext_ctx_aspects.aspects``; records and sinks are
+# ``flext_ctx_aspects.records`` / ``.sinks``; errors ``.errors``; protocols ``.typing``.
 __all__ = [
-    "Advice",
-    "Aspect",
-    "AspectDecorator",
-    "Call",
-    "CallableKind",
-    "ConfigError",
     "ContextField",
     "FlextConstants",
     "FlextContext",
-    "FlextContextError",
     "FlextResult",
     "FlextTypes",
     "FlextUtilities",
-    "InvalidValueError",
-    "OperationRecord",
-    "ResultError",
     "Settings",
-    "Sink",
-    "Source",
-    "Target",
-    "Timing",
     "__version__",
-    "add_sink",
     "apply_settings",
     "arg",
-    "aspect",
     "current_settings",
     "from_call",
-    "instrument_class",
     "is_enabled",
-    "remove_sink",
     "request_scope",
     "service",
     "set_enabled",

@@ -13,7 +13,6 @@ compiles each distinct shape once.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -29,7 +28,6 @@ __all__ = [
     "Updater",
     "compile_update",
     "set_cache_size",
-    "w3c_trace_id",
 ]
 
 Updater = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
@@ -37,7 +35,6 @@ Updater = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
 BUILTIN_FIELDS: Final[Mapping[str, int]] = _state.FIELD_SLOTS
 # Fields whose values must be strings: values taken from arguments are converted with str().
 _TEXT_FIELDS: Final = frozenset(BUILTIN_FIELDS) - {"request_metadata"}
-_TRACE_ID_SHAPE: Final = re.compile(r"[0-9a-f]{32}")
 
 
 class NewId(Source):
@@ -68,8 +65,8 @@ class CurrentOrNewId(Source):
 class TraceRoot(Source):
     """The current trace id, else the (new) correlation id: the root of a trace names it.
 
-    The value is not checked on this hot path; :func:`w3c_trace_id` turns a correlation id
-    that is not a valid W3C trace id into one where a trace id is written out.
+    The value is not checked on this hot path; ``_trace.w3c_trace_id`` turns a correlation
+    id that is not a valid W3C trace id into one where a trace id is written out.
     """
 
     __slots__ = ()
@@ -82,18 +79,6 @@ class MergeMetadata(Source):
 
     def __init__(self, items: Mapping[str, Any]) -> None:
         self.items = dict(items)
-
-
-def w3c_trace_id(value: str) -> str:
-    """Return ``value`` if it is a valid W3C trace id, else a trace id derived from it.
-
-    The derivation is a hash, so the same correlation id always maps to the same trace id.
-    """
-    if _TRACE_ID_SHAPE.fullmatch(value) and value.strip("0"):
-        return value
-    import hashlib  # only for ids that are not hex: kept off the import path
-
-    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _text(value: object) -> str | None:
@@ -141,7 +126,7 @@ class _Emitter:
             return self.slots[slot]
         if field in self.custom:
             return self.custom[field]
-        fields = self.slots[_state.FIELDS]
+        fields = self.slots[_state.CUSTOM_FIELDS]
         return self.local(f"{fields}.get({field!r}) if {fields} is not None else None")
 
     def write(self, field: str, expression: str) -> None:
@@ -194,9 +179,9 @@ class _Emitter:
     def source(self) -> str:
         slots = list(self.slots)
         if self.custom:
-            fields = slots[_state.FIELDS]
+            fields = slots[_state.CUSTOM_FIELDS]
             items = ", ".join(f"{name!r}: {expr}" for name, expr in self.custom.items())
-            slots[_state.FIELDS] = f"{{**({fields} or {{}}), {items}}}"
+            slots[_state.CUSTOM_FIELDS] = f"{{**({fields} or {{}}), {items}}}"
         body = [*self.lines, f"    return ({', '.join(slots)},)"]
         return "def update(s, instance, args, kwargs):\n" + "\n".join(body) + "\n"
 

@@ -32,11 +32,11 @@ import types
 from collections.abc import Callable, Generator
 from typing import Any, Final, NamedTuple, cast
 
-from flext_ctx_aspects import _state, records
+from flext_ctx_aspects import _emit, _state
 from flext_ctx_aspects._advice import Advice, Call, CallableKind, Target
 from flext_ctx_aspects._compile import Updater, compile_update
 from flext_ctx_aspects._diagnostics import report_internal_error
-from flext_ctx_aspects.records import TimingSpec
+from flext_ctx_aspects._emit import TimingSpec
 
 try:  # The C implementation; wrapt falls back to pure Python where it has no extension.
     from wrapt.__wrapt__ import BoundFunctionWrapper, _FunctionWrapperBase
@@ -64,8 +64,9 @@ KIND_OVERRIDES: Final[dict[str, CallableKind]] = {
 }
 
 _disabled = False
-_sinks: Final = records.active
-_finish: Final = records.finish
+_measure_all_generators = False
+_sinks: Final = _emit.active
+_finish: Final = _emit.finish
 _clock: Final = time.perf_counter_ns
 _get: Final = _state.get
 _push: Final = _state.push
@@ -86,6 +87,12 @@ def set_enabled(enabled: bool) -> None:
     """
     global _disabled
     _disabled = not enabled
+
+
+def set_measure_generator_body(enabled: bool) -> None:
+    """Measure the body time of every timed generator started from now on (settings)."""
+    global _measure_all_generators
+    _measure_all_generators = enabled
 
 
 def is_enabled() -> bool:
@@ -432,7 +439,8 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
 
 def _generator_driver(plan: _Plan) -> Wrapper:
     needs_exit = bool(plan.timings or plan.afters)
-    measure = plan.measure_body
+    measure_own = plan.measure_body and bool(plan.timings)
+    timed = bool(plan.timings)
 
     def drive(
         inner: Generator[Any, Any, Any],
@@ -444,6 +452,8 @@ def _generator_driver(plan: _Plan) -> Wrapper:
         run = context.run
         call = Call(plan.target, instance, args, kwargs) if plan.afters else None
         metadata = run(_enter, plan, instance, args, kwargs)
+        # Settings may switch body measurement on for every timed generator started later.
+        measure = measure_own or (timed and _measure_all_generators)
         start = _clock()
         body_ns = 0 if measure else None
         send = inner.send
@@ -536,7 +546,8 @@ def _first_step_unhooked(inner: Any) -> Any:
 
 def _async_generator_driver(plan: _Plan) -> Wrapper:
     needs_exit = bool(plan.timings or plan.afters)
-    measure = plan.measure_body
+    measure_own = plan.measure_body and bool(plan.timings)
+    timed = bool(plan.timings)
 
     async def drive(
         inner: Any,
@@ -548,6 +559,8 @@ def _async_generator_driver(plan: _Plan) -> Wrapper:
         run = context.run
         call = Call(plan.target, instance, args, kwargs) if plan.afters else None
         metadata = run(_enter, plan, instance, args, kwargs)
+        # Settings may switch body measurement on for every timed generator started later.
+        measure = measure_own or (timed and _measure_all_generators)
         start = _clock()
         body_ns = 0 if measure else None
         awaitable = _first_step_unhooked(inner)

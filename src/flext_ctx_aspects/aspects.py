@@ -1,5 +1,8 @@
 """The aspects: ``@with_correlation``, ``@service``, ``@timed``, ``@request_scope``, ``aspect()``.
 
+This module is also the namespace for writing aspects of your own: :func:`aspect`,
+:class:`Advice`, :class:`Timing`, :class:`Target`, :class:`Call`, :class:`Source`.
+
 Each decorator works on plain functions, coroutine functions, generator functions, async
 generator functions, methods, classmethods and staticmethods (above or below
 ``@classmethod``/``@staticmethod``), and on classes (see :func:`instrument_class`). Stacked,
@@ -19,7 +22,7 @@ from typing import Any, Final, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from flext_ctx_aspects._advice import Advice, CallableKind, Source, Target, Timing
+from flext_ctx_aspects._advice import Advice, Call, CallableKind, Source, Target, Timing
 from flext_ctx_aspects._compile import (
     Current,
     CurrentOrNewId,
@@ -32,7 +35,13 @@ from flext_ctx_aspects.typing import Aspect
 
 __all__ = [
     "ASPECTS",
+    "Advice",
     "AspectDecorator",
+    "Call",
+    "CallableKind",
+    "Source",
+    "Target",
+    "Timing",
     "aspect",
     "instrument_class",
     "request_scope",
@@ -125,7 +134,8 @@ def aspect(spec: Aspect | Advice | Callable[[Target], Advice]) -> AspectDecorato
         The decorator.
 
     Example:
-        >>> from flext_ctx_aspects import Advice, aspect, arg
+        >>> from flext_ctx_aspects import arg
+        >>> from flext_ctx_aspects.aspects import Advice, aspect
         >>> tenant_scope = aspect(Advice(fields={"tenant_id": arg("tenant")}))
         >>> @tenant_scope
         ... def handle(tenant: str) -> str:

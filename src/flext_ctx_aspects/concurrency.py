@@ -34,13 +34,13 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 from flext_ctx_aspects import _state
-from flext_ctx_aspects.settings import current_settings
 
 __all__ = [
     "ContextExecutor",
     "carry_context",
     "default_executor",
     "run_in_executor",
+    "set_default_workers",
     "shutdown_default_executor",
     "submit",
 ]
@@ -90,12 +90,25 @@ class ContextExecutor(ThreadPoolExecutor):
         initargs: tuple[Any, ...] = (),
     ) -> None:
         if max_workers is None:
-            max_workers = current_settings().max_concurrent_contexts
+            max_workers = _default_workers
         super().__init__(max_workers, thread_name_prefix, initializer, initargs)
 
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """Schedule ``fn(*args, **kwargs)`` in a copy of the caller's context."""
         return super().submit(_bound(_captured(), fn, *args, **kwargs))
+
+
+_default_workers: int | None = None
+
+
+def set_default_workers(max_workers: int | None) -> None:
+    """Set the worker count of executors created without one (``apply_settings`` calls it).
+
+    Args:
+        max_workers: Worker threads; None lets ``concurrent.futures`` decide.
+    """
+    global _default_workers
+    _default_workers = max_workers
 
 
 _default_lock = threading.Lock()

@@ -7,17 +7,17 @@ with ``@with_correlation`` sees its id through ``FlextContext.Correlation.get_co
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from flext_ctx_aspects import _ids, _state, records
+from flext_ctx_aspects import _emit, _ids, _state, _trace
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects._validate import validate_id, validate_name
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.errors import ConfigError, InvalidValueError
 from flext_ctx_aspects.fields import ContextField, declared_fields
+from flext_ctx_aspects.records import utc_datetime
 from flext_ctx_aspects.result import FlextResult
 
 if TYPE_CHECKING:
@@ -32,25 +32,8 @@ _RESERVED_OPERATION_KEYS: Final = frozenset(
     {"operation_name", "start_time", "end_time", "duration_seconds"}
 )
 _EMPTY_METADATA: Final[dict[str, Any]] = {}
-
-
-class _Scope:
-    """Context manager pushing a snapshot built from the current one; yields ``result``."""
-
-    __slots__ = ("_changes", "_pushed", "_result", "_token")
-
-    def __init__(self, changes: dict[int, Any], result: Any) -> None:
-        self._changes = changes
-        self._result = result
-
-    def __enter__(self) -> Any:
-        pushed = _state.with_changes(_state.get(), self._changes)
-        self._pushed = pushed
-        self._token = _state.push(pushed)
-        return self._result
-
-    def __exit__(self, *exc_info: object) -> None:
-        _state.restore(self._token, self._pushed)
+_PUBLIC_SLOTS: Final = tuple((f, _state.FIELD_SLOTS[f.name]) for f in _state.PUBLIC_FIELDS)
+_SUMMARY_SLOTS: Final = tuple((f, s) for f, s in _PUBLIC_SLOTS if f.summary)
 
 
 def _correlation_changes(current: _state.Snapshot, correlation_id: str) -> dict[int, Any]:
@@ -62,64 +45,94 @@ def _correlation_changes(current: _state.Snapshot, correlation_id: str) -> dict[
     }
 
 
-class _NewCorrelation(_Scope):
-    """``new_correlation()``: the id and parent are computed on entry, from the context then."""
+def _entered_correlation(pushed: _state.Snapshot) -> str:
+    correlation_id: str = pushed[_state.CORRELATION_ID]
+    return correlation_id
+
+
+class _NewCorrelation(_state.Scope):
+    """``new_correlation()``: a new id per entry, whose parent is the id current then."""
 
     __slots__ = ("_explicit",)
 
     def __init__(self, correlation_id: str | None) -> None:
-        super().__init__({}, None)
+        super().__init__()
         self._explicit = correlation_id
 
+    def build(self, current: _state.Snapshot) -> _state.Snapshot:
+        changes = _correlation_changes(current, self._explicit or _ids.new_id())
+        changes[_state.PARENT_CORRELATION_ID] = current[_state.CORRELATION_ID]
+        return _state.with_changes(current, changes)
+
+    def entered(self, pushed: _state.Snapshot) -> str:
+        return _entered_correlation(pushed)
+
     def __enter__(self) -> str:
-        current = _state.get()
-        new_id = self._explicit or _ids.new_id()
-        self._changes = _correlation_changes(current, new_id)
-        self._changes[_state.PARENT_CORRELATION_ID] = current[_state.CORRELATION_ID]
-        self._result = new_id
-        super().__enter__()
-        return new_id
+        correlation_id: str = super().__enter__()
+        return correlation_id
 
 
-class _InheritCorrelation(_Scope):
+class _InheritCorrelation(_state.Scope):
     """``inherit_correlation()``: keep the current id, or open a new one when there is none."""
 
     __slots__ = ()
 
-    def __init__(self) -> None:
-        super().__init__({}, None)
-
-    def __enter__(self) -> str:
-        current = _state.get()
+    def build(self, current: _state.Snapshot) -> _state.Snapshot:
         existing = current[_state.CORRELATION_ID]
         correlation_id = existing if existing is not None else _ids.new_id()
-        self._changes = _correlation_changes(current, correlation_id)
-        self._result = correlation_id
-        super().__enter__()
+        return _state.with_changes(current, _correlation_changes(current, correlation_id))
+
+    def entered(self, pushed: _state.Snapshot) -> str:
+        return _entered_correlation(pushed)
+
+    def __enter__(self) -> str:
+        correlation_id: str = super().__enter__()
         return correlation_id
 
 
-class _TimedOperation:
-    """``timed_operation(name)``: yields the live metadata dict of the operation."""
+class _RequestScope(_state.Scope):
+    """``request_context()``: values kept from the enclosing scope are read on entry."""
 
-    __slots__ = ("_metadata", "_spec", "_start", "_token")
+    __slots__ = ("_metadata", "_values")
+
+    def __init__(self, values: dict[str, Any], metadata: Mapping[str, Any] | None) -> None:
+        super().__init__()
+        self._values = values
+        self._metadata = None if metadata is None else dict(metadata)
+
+    def build(self, current: _state.Snapshot) -> _state.Snapshot:
+        values = dict(self._values)
+        if "request_id" not in values and current[_state.REQUEST_ID] is None:
+            values["request_id"] = _ids.new_id()
+        if self._metadata is not None:
+            values["request_metadata"] = {
+                **(current[_state.REQUEST_METADATA] or {}),
+                **self._metadata,
+            }
+        return _state.with_fields(current, values)
+
+
+class _TimedOperation:
+    """``timed_operation(name)``: yields the live metadata dict of the operation.
+
+    Each ``with`` times its own block (its own metadata dict and record), so one object may
+    be reused, nested or entered by several tasks at once: an exit ends the block whose
+    metadata is the running operation there (else the newest one).
+    """
+
+    __slots__ = ("_blocks", "_spec")
 
     def __init__(self, name: str) -> None:
-        self._spec = records.TimingSpec(
-            name=name, kind="block", min_duration_ns=0, keep_errors=True
-        )
+        self._spec = _emit.TimingSpec(name=name, kind="block", min_duration_ns=0, keep_errors=True)
+        self._blocks: list[_emit.TimedBlock] = []
 
     def __enter__(self) -> dict[str, Any]:
-        start = time.perf_counter_ns()
+        block = _emit.TimedBlock(self._spec, {"operation_name": self._spec.name})
+        self._blocks.append(block)
+        start = block.begin()
         # The same clock as the operation record, so both agree on the start time.
-        metadata: dict[str, Any] = {
-            "operation_name": self._spec.name,
-            "start_time": records.utc_datetime(records.wall_time_ns(start)),
-        }
-        self._metadata = metadata
-        self._token = _state.push_operation(metadata)
-        self._start = start
-        return metadata
+        block.metadata["start_time"] = utc_datetime(_emit.wall_time_ns(start))
+        return block.metadata
 
     def __exit__(
         self,
@@ -127,19 +140,22 @@ class _TimedOperation:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        end = time.perf_counter_ns()
-        metadata = self._metadata
-        duration_ns = end - self._start
+        blocks = self._blocks
+        running = _state.get_operation()
+        position = next(
+            (i for i in range(len(blocks) - 1, -1, -1) if blocks[i].metadata is running),
+            len(blocks) - 1,
+        )
+        block = blocks.pop(position)
+        metadata = block.metadata
+        user_metadata = {k: v for k, v in metadata.items() if k not in _RESERVED_OPERATION_KEYS}
+        end = block.end(exc, user_metadata)
+        duration_ns = end - block.start_ns
         try:
-            metadata["end_time"] = records.utc_datetime(records.wall_time_ns(end))
-            metadata["duration_seconds"] = duration_ns / 1e9
+            metadata["end_time"] = utc_datetime(_emit.wall_time_ns(end))
         except Exception as error:  # the user may have replaced start_time with anything
             report_internal_error("timed_operation bookkeeping", error)
-            metadata["duration_seconds"] = duration_ns / 1e9
-        if records.active:
-            user_metadata = {k: v for k, v in metadata.items() if k not in _RESERVED_OPERATION_KEYS}
-            records.finish(self._spec, self._start, end, exc, user_metadata)
-        _state.restore_operation(self._token, metadata)
+        metadata["duration_seconds"] = duration_ns / 1e9
 
 
 def _is_mapping(value: object) -> bool:
@@ -234,7 +250,7 @@ class FlextContext:
         @staticmethod
         def service_context(
             service_name: str, version: str | None = None, environment: str | None = None
-        ) -> _Scope:
+        ) -> _state.Scope:
             """Open a scope running as ``service_name`` (``version``, ``environment``).
 
             Raises:
@@ -243,13 +259,12 @@ class FlextContext:
             """
             if service_name is None:
                 raise TypeError("service_name must be a str (got None)")
-            return _Scope(
+            return _state.FieldScope(
                 {
-                    _state.SERVICE_NAME: _check("service_name", service_name, validate_name),
-                    _state.SERVICE_VERSION: _check("version", version, validate_name),
-                    _state.SERVICE_ENVIRONMENT: _check("environment", environment, validate_name),
-                },
-                None,
+                    "service_name": _check("service_name", service_name, validate_name),
+                    "service_version": _check("version", version, validate_name),
+                    "service_environment": _check("environment", environment, validate_name),
+                }
             )
 
         @staticmethod
@@ -285,7 +300,7 @@ class FlextContext:
             operation_name: str | None = None,
             request_id: str | None = None,
             metadata: Mapping[str, Any] | None = None,
-        ) -> _Scope:
+        ) -> _state.Scope:
             """Open a request scope.
 
             Values left as None are kept from the enclosing scope; the request id is
@@ -296,28 +311,16 @@ class FlextContext:
                 TypeError: A value has the wrong type.
                 InvalidValueError: A value has control characters or is too long.
             """
-            current = _state.get()
-            changes: dict[int, Any] = {}
+            values: dict[str, Any] = {}
             if user_id is not None:
-                changes[_state.USER_ID] = _check("user_id", user_id, validate_name)
+                values["user_id"] = _check("user_id", user_id, validate_name)
             if operation_name is not None:
-                changes[_state.OPERATION_NAME] = _check(
-                    "operation_name", operation_name, validate_name
-                )
+                values["operation_name"] = _check("operation_name", operation_name, validate_name)
             if request_id is not None:
-                changes[_state.REQUEST_ID] = _check("request_id", request_id, validate_id)
-            elif current[_state.REQUEST_ID] is None:
-                changes[_state.REQUEST_ID] = _ids.new_id()
-            if metadata is not None:
-                if not isinstance(metadata, Mapping):
-                    raise TypeError(
-                        f"metadata must be a mapping (got {type(metadata).__qualname__})"
-                    )
-                changes[_state.REQUEST_METADATA] = {
-                    **(current[_state.REQUEST_METADATA] or {}),
-                    **metadata,
-                }
-            return _Scope(changes, None)
+                values["request_id"] = _check("request_id", request_id, validate_id)
+            if metadata is not None and not isinstance(metadata, Mapping):
+                raise TypeError(f"metadata must be a mapping (got {type(metadata).__qualname__})")
+            return _RequestScope(values, metadata)
 
         @staticmethod
         def get_user_id() -> str | None:
@@ -393,19 +396,13 @@ class FlextContext:
             """
             snapshot = _state.get()
             full: dict[str, Any] = {
-                "correlation_id": snapshot[_state.CORRELATION_ID],
-                "parent_correlation_id": snapshot[_state.PARENT_CORRELATION_ID],
-                "service_name": snapshot[_state.SERVICE_NAME],
-                "service_version": snapshot[_state.SERVICE_VERSION],
-                "service_environment": snapshot[_state.SERVICE_ENVIRONMENT],
-                "user_id": snapshot[_state.USER_ID],
-                "operation_name": snapshot[_state.OPERATION_NAME],
-                "request_id": snapshot[_state.REQUEST_ID],
-                "request_metadata": dict(snapshot[_state.REQUEST_METADATA] or {}),
-                "trace_id": snapshot[_state.TRACE_ID],
-                "operation_metadata": FlextContext.Performance.get_operation_metadata(),
+                field.name: snapshot[slot] for field, slot in _PUBLIC_SLOTS if field.validator
             }
-            fields = snapshot[_state.FIELDS] or {}
+            full["request_metadata"] = dict(snapshot[_state.REQUEST_METADATA] or {})
+            # The W3C trace id sent downstream and recorded, not the raw root id.
+            full["trace_id"] = _trace.trace_id_of(snapshot)
+            full["operation_metadata"] = FlextContext.Performance.get_operation_metadata()
+            fields = snapshot[_state.CUSTOM_FIELDS] or {}
             for custom in declared_fields():
                 full[custom.name] = fields.get(custom.name)
             return full
@@ -493,14 +490,13 @@ class FlextContext:
             """
             snapshot = _state.get()
             parts = []
-            correlation_id = snapshot[_state.CORRELATION_ID]
-            if correlation_id is not None:
-                shown = correlation_id[: FlextConstants.Limits.SUMMARY_ID_CHARS]
-                parts.append(f"correlation={shown}...")
-            if snapshot[_state.SERVICE_NAME] is not None:
-                parts.append(f"service={snapshot[_state.SERVICE_NAME]}")
-            if snapshot[_state.USER_ID] is not None:
-                parts.append(f"user={snapshot[_state.USER_ID]}")
+            for field, slot in _SUMMARY_SLOTS:
+                value = snapshot[slot]
+                if value is None:
+                    continue
+                if slot == _state.CORRELATION_ID:
+                    value = f"{value[: FlextConstants.Limits.SUMMARY_ID_CHARS]}..."
+                parts.append(f"{field.summary}={value}")
             return f"FlextContext({', '.join(parts)})"
 
         @staticmethod

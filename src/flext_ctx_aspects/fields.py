@@ -16,9 +16,8 @@ carried in W3C ``baggage`` under their baggage key.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
 from flext_ctx_aspects import _state
 from flext_ctx_aspects._validate import as_text, validate_name
@@ -106,7 +105,7 @@ class ContextField:
 
     def get(self) -> str | None:
         """Return the field's value in the current context, or None."""
-        fields = _state.get()[_state.FIELDS]
+        fields = _state.get()[_state.CUSTOM_FIELDS]
         return None if fields is None else fields.get(self.name)
 
     def set(self, value: str | None) -> None:
@@ -115,33 +114,34 @@ class ContextField:
         Raises:
             InvalidValueError: The value is not acceptable.
         """
-        _state.replace(
-            _with_field(_state.get(), self.name, None if value is None else self.clean(value))
-        )
+        clean = None if value is None else self.clean(value)
+        _state.replace(_state.with_fields(_state.get(), {self.name: clean}))
 
-    @contextmanager
-    def scope(self, value: str | None) -> Iterator[str | None]:
+    def scope(self, value: str | None) -> _FieldValueScope:
         """Set the field for the duration of a ``with`` block; yields the value.
 
         Raises:
             InvalidValueError: The value is not acceptable.
         """
-        clean = None if value is None else self.clean(value)
-        pushed = _with_field(_state.get(), self.name, clean)
-        token = _state.push(pushed)
-        try:
-            yield clean
-        finally:
-            _state.restore(token, pushed)
+        return _FieldValueScope(self.name, None if value is None else self.clean(value))
 
 
-def _with_field(snapshot: _state.Snapshot, name: str, value: str | None) -> _state.Snapshot:
-    fields: dict[str, Any] = dict(snapshot[_state.FIELDS] or {})
-    if value is None:
-        fields.pop(name, None)
-    else:
-        fields[name] = value
-    return _state.with_changes(snapshot, {_state.FIELDS: fields or None})
+class _FieldValueScope(_state.Scope):
+    """``ContextField.scope(value)``: one custom field set (None: removed) in a block."""
+
+    __slots__ = ("_name", "_value")
+
+    def __init__(self, name: str, value: str | None) -> None:
+        super().__init__()
+        self._name = name
+        self._value = value
+
+    def build(self, current: _state.Snapshot) -> _state.Snapshot:
+        return _state.with_fields(current, {self._name: self._value})
+
+    def __enter__(self) -> str | None:
+        super().__enter__()
+        return self._value
 
 
 _lock = threading.Lock()

@@ -1,43 +1,56 @@
-"""Operation records and the sink registry.
+"""The operation record: one finished timed operation, immutable.
 
-Each finished timed operation (``@timed``, ``timed_operation``) becomes one immutable
-:class:`OperationRecord`, dispatched to every registered sink. When no sink is registered the
-engine does not even build the record: timing then costs two clock reads and one context
-variable set/reset.
+A record is a tuple of what the operation itself produced (name, times, status, metadata)
+plus the context snapshot it ran in. The context fields (``correlation_id``, ``service_name``,
+...) are read from that snapshot through attributes derived from the one built-in field
+table (``_state.FIELDS``), so building a record costs one ``tuple.__new__`` of nine items,
+whatever the number of context fields, and a new built-in field appears on records without
+touching this module (the typed attribute list below is checked against the table by
+``tests/test_records.py``).
 
-``OperationRecord`` is a ``NamedTuple``: frozen and slotted, and built by ``tuple.__new__``
-in ~0.15 µs, where a frozen slotted dataclass of the same fields takes ~3.6 µs here (its
-``__init__`` goes through ``object.__setattr__`` once per field; see docs/architecture.md).
+Records are snapshots: the mappings they expose are read-only views, and the operation
+metadata is copied when the record is built, so nothing done after the operation finished
+(a task it started, a sink) changes a record or the live context it was taken from.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from operator import itemgetter
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from flext_ctx_aspects import _state
-from flext_ctx_aspects._compile import w3c_trace_id
-from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects import _state, _trace
 
-if TYPE_CHECKING:
-    from flext_ctx_aspects.typing import Sink
+__all__ = ["EMPTY_MAPPING", "OperationRecord", "RecordKind", "Status", "utc_datetime"]
 
-__all__ = [
-    "OperationRecord",
-    "RemoveSink",
-    "add_sink",
-    "clear_sinks",
-    "registered_sinks",
-    "remove_sink",
-]
+Status = Literal["ok", "error"]
+RecordKind = Literal["function", "coroutine", "generator", "async_generator", "block"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EMPTY_MAPPING: Final[Mapping[str, Any]] = MappingProxyType({})
+
+# Positions of the record tuple.
+_NAME, _START, _DURATION, _STATUS, _ERROR, _METADATA, _BODY, _KIND, _CONTEXT = range(9)
+_OWN_FIELDS: Final = (
+    "name",
+    "start_time_ns",
+    "duration_ns",
+    "status",
+    "error_type",
+    "metadata",
+    "body_duration_ns",
+    "kind",
+)
 
 
-class OperationRecord(NamedTuple):
+def utc_datetime(wall_ns: int) -> datetime:
+    """Return an aware UTC datetime for a wall-clock time in ns since the epoch."""
+    return _EPOCH + timedelta(microseconds=wall_ns // 1000)
+
+
+class OperationRecord(tuple[Any, ...]):
     """One finished timed operation. Immutable.
 
     Attributes:
@@ -47,284 +60,129 @@ class OperationRecord(NamedTuple):
             first resume to exhaustion or close, suspended time included.
         status: ``"ok"`` or ``"error"``.
         error_type: Class name of the exception that ended the operation, or None.
+        metadata: What ``add_operation_metadata`` added during the operation (read-only).
+        body_duration_ns: For generators measured with ``measure_body=True``: time spent
+            inside the body, excluding time suspended at ``yield``. None otherwise.
+        kind: ``"function"``, ``"coroutine"``, ``"generator"``, ``"async_generator"`` or
+            ``"block"`` (a ``timed_operation`` block or a served request).
+        context: The context snapshot the operation ran in (internal layout).
         correlation_id: Correlation id the operation ran in.
         parent_correlation_id: Its parent correlation id.
         service_name: Service identity the operation ran in.
         service_version: Service version.
         service_environment: Service environment.
-        request_id: Request id the operation ran in.
         user_id: User id the operation ran for.
         operation_name: Request-level operation name (``@request_scope``).
-        metadata: What ``add_operation_metadata`` added during the operation.
-        request_metadata: The request scope's metadata.
-        fields: Custom context fields (``FlextContext`` subclasses) with a value.
-
-    The three mappings are shared with the context they were recorded in: treat them as
-    read-only (``to_dict()`` returns copies).
-        trace_id: W3C trace id the operation belongs to, when one is known.
-        body_duration_ns: For generators measured with ``measure_body=True``: time spent
-            inside the body, excluding time suspended at ``yield``. None otherwise.
-        kind: ``"function"``, ``"coroutine"``, ``"generator"``, ``"async_generator"`` or
-            ``"block"`` (a ``timed_operation`` context manager).
+        request_id: Request id the operation ran in.
+        request_metadata: The request scope's metadata (read-only).
+        trace_id: W3C trace id the operation belongs to (the one outbound ``traceparent``
+            headers carry), when it ran in a trace.
+        span_id: W3C span id of the correlation scope the operation ran in.
+        fields: Custom context fields (``FlextContext`` subclasses) with a value (read-only).
     """
 
-    name: str
-    start_time_ns: int
-    duration_ns: int
-    status: str
-    error_type: str | None
-    correlation_id: str | None
-    parent_correlation_id: str | None
-    service_name: str | None
-    service_version: str | None
-    service_environment: str | None
-    request_id: str | None
-    user_id: str | None
-    operation_name: str | None
-    metadata: dict[str, Any]
-    request_metadata: dict[str, Any]
-    fields: dict[str, str]
-    trace_id: str | None
-    body_duration_ns: int | None
-    kind: str
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        # For type checkers: the runtime attributes are derived from the tables below.
+        name: str
+        start_time_ns: int
+        duration_ns: int
+        status: Status
+        error_type: str | None
+        metadata: Mapping[str, Any]
+        body_duration_ns: int | None
+        kind: RecordKind
+        context: _state.Snapshot
+        correlation_id: str | None
+        parent_correlation_id: str | None
+        service_name: str | None
+        service_version: str | None
+        service_environment: str | None
+        user_id: str | None
+        operation_name: str | None
+        request_id: str | None
+        request_metadata: Mapping[str, Any]
+
+    @property
+    def trace_id(self) -> str | None:
+        """W3C trace id of the operation's context (as sent in ``traceparent``)."""
+        return _trace.trace_id_of(self[_CONTEXT])
+
+    @property
+    def span_id(self) -> str | None:
+        """W3C span id of the correlation scope the operation ran in."""
+        return _trace.span_id_of(self[_CONTEXT])
+
+    @property
+    def fields(self) -> Mapping[str, str]:
+        """Custom context fields with a value (read-only)."""
+        custom = self[_CONTEXT][_state.CUSTOM_FIELDS]
+        return EMPTY_MAPPING if not custom else MappingProxyType(custom)
 
     @property
     def start_time(self) -> datetime:
         """Wall-clock start as an aware UTC datetime (microsecond precision)."""
-        return utc_datetime(self.start_time_ns)
+        return utc_datetime(self[_START])
 
     @property
     def end_time(self) -> datetime:
         """Wall-clock end as an aware UTC datetime."""
-        return utc_datetime(self.start_time_ns + self.duration_ns)
+        return utc_datetime(self[_START] + self[_DURATION])
 
     @property
     def duration_seconds(self) -> float:
         """Duration in seconds."""
-        return self.duration_ns / 1e9
+        return float(self[_DURATION]) / 1e9
 
     @property
     def ok(self) -> bool:
         """Whether the operation finished without an exception."""
-        return self.status == "ok"
+        return bool(self[_STATUS] == "ok")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-ready dict (``start_time`` as ISO 8601)."""
-        data = self._asdict()
-        data["start_time"] = self.start_time.isoformat()
-        data["metadata"] = dict(self.metadata)
-        data["request_metadata"] = dict(self.request_metadata)
+        data: dict[str, Any] = {name: self[i] for i, name in enumerate(_OWN_FIELDS)}
+        data["metadata"] = dict(self[_METADATA])
+        for field in _state.PUBLIC_FIELDS:
+            value = getattr(self, field.name)
+            data[field.name] = dict(value) if isinstance(value, Mapping) else value
+        data["span_id"] = self.span_id
         data["fields"] = dict(self.fields)
+        data["start_time"] = self.start_time.isoformat()
         return data
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={self[i]!r}" for i, name in enumerate(_OWN_FIELDS))
+        return f"OperationRecord({shown}, correlation_id={self.correlation_id!r})"
 
-class TimingSpec(NamedTuple):
-    """What a timed call site records; fixed at decoration time."""
-
-    name: str
-    kind: str
-    min_duration_ns: int
-    keep_errors: bool
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (tuple(self),))
 
 
-# --- registry -----------------------------------------------------------------------------
-# ``active`` is the list the hot paths test for truth ("is anybody listening?"); ``_dispatch``
-# is the tuple actually iterated, replaced whole so a concurrent registration never makes a
-# dispatch skip or repeat a sink.
-active: list[Sink] = []
-_dispatch: tuple[Sink, ...] = ()
-_lock = threading.Lock()
-
-# Record filters applied to every record (set from Settings).
-_sample_rate = 1.0
-_min_duration_ns = 0
+def _rebuild(items: tuple[Any, ...]) -> OperationRecord:
+    return tuple.__new__(OperationRecord, items)
 
 
-class RemoveSink:
-    """Handle returned by :func:`add_sink`: call it (or use it as a context manager) to undo."""
+def _context_reader(slot: int, mapping: bool) -> property:
+    if mapping:
 
-    __slots__ = ("_sink",)
+        def read_mapping(record: OperationRecord) -> Mapping[str, Any]:
+            value = record[_CONTEXT][slot]
+            return EMPTY_MAPPING if not value else MappingProxyType(value)
 
-    def __init__(self, sink: Sink) -> None:
-        self._sink = sink
+        return property(read_mapping)
 
-    def __call__(self) -> None:
-        """Unregister the sink."""
-        remove_sink(self._sink)
+    def read(record: OperationRecord) -> Any:
+        return record[_CONTEXT][slot]
 
-    def __enter__(self) -> Sink:
-        return self._sink
-
-    def __exit__(self, *exc_info: object) -> None:
-        remove_sink(self._sink)
+    return property(read)
 
 
-def add_sink(sink: Sink) -> RemoveSink:
-    """Register ``sink`` to receive every finished operation record.
-
-    Args:
-        sink: Any object with an ``emit(record)`` method
-            (:class:`~flext_ctx_aspects.typing.Sink`).
-
-    Returns:
-        A handle that removes the sink when called or when its ``with`` block ends.
-
-    Raises:
-        TypeError: ``sink`` has no callable ``emit``.
-    """
-    if not callable(getattr(sink, "emit", None)):
-        raise TypeError(f"a sink needs an emit(record) method, got {type(sink).__qualname__}")
-    global _dispatch
-    with _lock:
-        if sink not in _dispatch:
-            _dispatch = (*_dispatch, sink)
-            active[:] = _dispatch
-    return RemoveSink(sink)
-
-
-def remove_sink(sink: Sink) -> None:
-    """Unregister ``sink``; unknown sinks are ignored."""
-    global _dispatch
-    with _lock:
-        _dispatch = tuple(s for s in _dispatch if s is not sink)
-        active[:] = _dispatch
-
-
-def clear_sinks() -> None:
-    """Unregister every sink."""
-    global _dispatch
-    with _lock:
-        _dispatch = ()
-        active.clear()
-
-
-def registered_sinks() -> tuple[Sink, ...]:
-    """Return the registered sinks, in registration order."""
-    return _dispatch
-
-
-def configure_filters(sample_rate: float, min_duration_ns: int) -> None:
-    """Set the process-wide record filters (called when settings are applied)."""
-    global _sample_rate, _min_duration_ns
-    _sample_rate = sample_rate
-    _min_duration_ns = min_duration_ns
-
-
-def _sampled_out(correlation_id: str | None) -> bool:
-    # Decided per trace, not per record, so a sampled trace keeps all its operations: the
-    # first 8 hex digits of a generated id are uniform random bits.
-    if _sample_rate <= 0.0:
-        return True
-    try:
-        bucket = int(correlation_id[:8], 16) / 0xFFFFFFFF if correlation_id else None
-    except ValueError:
-        bucket = None
-    if bucket is None:
-        import random
-
-        bucket = random.random()
-    return bucket >= _sample_rate
-
-
-_perf_counter_ns: Final = time.perf_counter_ns
-_time_ns: Final = time.time_ns
-_snapshot: Final = _state.get
-# Wall-clock start times are derived from the monotonic clock plus an offset re-read at most
-# every WALL_RESYNC_NS, which keeps a clock read off the per-record path while following
-# wall-clock adjustments within a second.
-WALL_RESYNC_NS: Final = 1_000_000_000
-_wall_offset = _time_ns() - _perf_counter_ns()
-_wall_synced_at = _perf_counter_ns()
-# The last (root id, W3C trace id) pair: consecutive records mostly share a trace.
-_last_trace: tuple[str, str] = ("", "")
-
-
-def wall_time_ns(perf_ns: int) -> int:
-    """Return the wall-clock time (ns since the epoch) of a ``perf_counter_ns`` reading."""
-    global _wall_offset, _wall_synced_at
-    if perf_ns - _wall_synced_at > WALL_RESYNC_NS:
-        _wall_offset = _time_ns() - _perf_counter_ns()
-        _wall_synced_at = perf_ns
-    return perf_ns + _wall_offset
-
-
-def utc_datetime(wall_ns: int) -> datetime:
-    """Return an aware UTC datetime for a wall-clock time in ns since the epoch."""
-    return _EPOCH + timedelta(microseconds=wall_ns // 1000)
-
-
-def _remember_trace_id(root: str) -> str:
-    global _last_trace
-    normalized = w3c_trace_id(root)
-    _last_trace = (root, normalized)
-    return normalized
-
-
-def finish(
-    spec: TimingSpec,
-    start_ns: int,
-    end_ns: int,
-    error: BaseException | None,
-    metadata: dict[str, Any] | None,
-    body_ns: int | None = None,
-) -> None:
-    """Build the record of a finished operation and hand it to every sink.
-
-    Called by the engine inside the operation's context (so the snapshot read here is the
-    one the body ran in), only when at least one sink is registered. ``metadata`` is handed
-    over: the caller must not mutate it afterwards. Never raises.
-    """
-    global _wall_offset, _wall_synced_at
-    try:
-        duration = end_ns - start_ns
-        name, kind, min_duration_ns, keep_errors = spec
-        # Unpacked in _state's slot order.
-        (cid, parent, service, version, environment, user, operation, request, request_meta,
-         fields, trace_id, _trace_parent, _baggage) = _snapshot()  # fmt: skip
-        if error is None or not keep_errors:
-            if duration < min_duration_ns or duration < _min_duration_ns:
-                return
-            if _sample_rate < 1.0 and _sampled_out(cid):
-                return
-        if trace_id is not None:
-            last = _last_trace
-            trace_id = last[1] if last[0] == trace_id else _remember_trace_id(trace_id)
-        if end_ns - _wall_synced_at > WALL_RESYNC_NS:
-            _wall_offset = _time_ns() - _perf_counter_ns()
-            _wall_synced_at = end_ns
-        record = _new_record(
-            OperationRecord,
-            (
-                name,
-                start_ns + _wall_offset,
-                duration,
-                "ok" if error is None else "error",
-                None if error is None else type(error).__qualname__,
-                cid,
-                parent,
-                service,
-                version,
-                environment,
-                request,
-                user,
-                operation,
-                {} if metadata is None else metadata,
-                # Snapshot mappings are never mutated once stored: shared, not copied.
-                {} if request_meta is None else request_meta,
-                {} if fields is None else fields,
-                trace_id,
-                body_ns,
-                kind,
-            ),
-        )
-    except Exception as exc:
-        report_internal_error("building an operation record", exc)
-        return
-    for sink in _dispatch:
-        try:
-            sink.emit(record)
-        except Exception as exc:
-            report_internal_error(f"sink {type(sink).__qualname__}.emit", exc)
-
-
-_new_record: Final[Callable[..., OperationRecord]] = tuple.__new__
+for _position, _name in enumerate((*_OWN_FIELDS, "context")):
+    setattr(OperationRecord, _name, property(itemgetter(_position)))
+for _field in _state.PUBLIC_FIELDS:
+    if _field.name != "trace_id":  # normalised to a W3C id by the property above
+        _slot = _state.FIELD_SLOTS[_field.name]
+        setattr(OperationRecord, _field.name, _context_reader(_slot, _field.validator is None))
+del _position, _name, _field, _slot

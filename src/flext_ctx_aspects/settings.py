@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
-from flext_ctx_aspects import _compile, _ids
+from flext_ctx_aspects import _compile, _emit, _engine, _ids, concurrency
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.errors import ConfigError
+from flext_ctx_aspects.propagation._policy import (
+    CORRELATION_SOURCES,
+    InboundDefaults,
+    parse_destination_pattern,
+    set_allowed_destinations,
+    set_inbound_defaults,
+)
+from flext_ctx_aspects.sinks import _builtin
 
 __all__ = [
     "ENVIRONMENT_PRESETS",
@@ -27,7 +35,6 @@ __all__ = [
 ]
 
 BUILTIN_SINKS: Final = ("stats", "logging")
-CORRELATION_SOURCES: Final = ("x-correlation-id", "x-request-id", "traceparent")
 PERFORMANCE_LEVELS: Final = ("standard", "high", "maximum")
 
 
@@ -54,7 +61,9 @@ class Settings:
         sinks: Built-in sinks switched on: ``"stats"`` (in-process statistics) and
             ``"logging"`` (one log line per operation).
         log_level: Level of the ``"logging"`` sink's lines.
-        measure_generator_body: Default ``measure_body`` for timed generators.
+        measure_generator_body: Measure the body time of every timed generator and async
+            generator (as ``@timed(measure_body=True)`` does for one), read when each
+            generator starts.
         performance_level: ``"standard"``, ``"high"`` (no logging sink) or ``"maximum"``
             (no built-in sinks at all: timing costs two clock reads).
         max_concurrent_contexts: Worker count of the context-carrying executor the library
@@ -81,7 +90,6 @@ class Settings:
     max_concurrent_contexts: int | None = None
     allowed_destinations: tuple[str, ...] = ()
     enabled: bool = True
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = "Settings"
@@ -126,8 +134,6 @@ class Settings:
             raise ConfigError(  # a str is a sequence of one-letter patterns: refuse it
                 where, "allowed_destinations", "a tuple of host patterns", "a single str"
             )
-        from flext_ctx_aspects.propagation._policy import parse_destination_pattern
-
         for pattern in self.allowed_destinations:
             parse_destination_pattern(pattern)  # a ConfigError names the bad pattern
         if not callable(self.id_generator):
@@ -140,7 +146,6 @@ class Settings:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         generator = self.id_generator
         data["id_generator"] = f"{generator.__module__}.{generator.__qualname__}"
-        data["extra"] = dict(self.extra)
         return data
 
 
@@ -265,17 +270,23 @@ def apply_settings(settings: Settings) -> Settings:
         The settings that were in force before.
     """
     global _current
-    from flext_ctx_aspects import _engine, records
-    from flext_ctx_aspects.propagation import set_allowed_destinations
-    from flext_ctx_aspects.sinks import _builtin
 
     with _lock:
         previous = _current
         _current = settings
         _ids.set_generator(settings.id_generator)
         _compile.set_cache_size(settings.context_cache_size)
-        records.configure_filters(settings.sample_rate, round(settings.min_duration_ms * 1_000_000))
+        _emit.configure_filters(settings.sample_rate, round(settings.min_duration_ms * 1_000_000))
         _engine.set_enabled(settings.enabled)
+        _engine.set_measure_generator_body(settings.measure_generator_body)
+        concurrency.set_default_workers(settings.max_concurrent_contexts)
+        set_inbound_defaults(
+            InboundDefaults(
+                strict=settings.strict_validation,
+                trusted=settings.trust_inbound_user_id,
+                correlation_sources=settings.correlation_sources,
+            )
+        )
         _builtin.switch_builtin_sinks(settings.sinks, settings.log_level)
         set_allowed_destinations(settings.allowed_destinations)
     return previous

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flext_ctx_aspects import records
+from flext_ctx_aspects import _emit
 from flext_ctx_aspects.records import OperationRecord
 
 __all__ = ["RecordingSink", "capture_operations"]
@@ -55,8 +55,8 @@ def capture_operations() -> Iterator[list[OperationRecord]]:
     """
     captured: list[OperationRecord] = []
     sink = RecordingSink(captured)
-    records.add_sink(sink)
+    _emit.add_sink(sink)
     try:
         yield captured
     finally:
-        records.remove_sink(sink)
+        _emit.remove_sink(sink)

@@ -168,7 +168,7 @@ def context_report(inbound_headers: dict[str, str], client_port: int | None) -> 
         "request_id": FlextContext.Request.get_request_id(),
         "user_id": FlextContext.Request.get_user_id(),
         "service_name": FlextContext.Service.get_service_name(),
-        "fields": dict(snapshot[_state.FIELDS] or {}),
+        "fields": dict(snapshot[_state.CUSTOM_FIELDS] or {}),
         "baggage": dict(snapshot[_state.BAGGAGE] or {}),
         "outbound": FlextContext.Serialization.get_correlation_context(),
         # Only a well-formed value is reported: the test apps must not echo hostile input.

@@ -3,19 +3,18 @@
 A request runs in a fresh context built from its headers (see
 :meth:`~flext_ctx_aspects.propagation.Extracted.snapshot`): nothing of an earlier request on
 the same connection, thread or task is visible. It is timed by the machinery of ``@timed``
-(one :class:`~flext_ctx_aspects.records.OperationRecord` through ``records.finish``), with the
+(one operation record through the shared timed-block helper), with the
 method, the path (when it is clean) and the response status code in the record's metadata.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from flext_ctx_aspects import _state, records
+from flext_ctx_aspects import _emit, _state
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects._validate import validate_name
 from flext_ctx_aspects.constants import FlextConstants
@@ -60,7 +59,7 @@ class ServerOptions:
     """Validated middleware configuration (programming errors raise at construction).
 
     Attributes:
-        changes: Snapshot slot -> value for the configured service identity.
+        identity: Field name -> value for the configured service identity.
         strict: Per-middleware strict mode; None follows ``Settings.strict_validation``.
         trusted: Accept ``X-User-Id`` from callers; None follows the settings.
         formats: Header formats read (None: the defaults).
@@ -69,7 +68,7 @@ class ServerOptions:
         record_name: Makes the operation record's name from the request method.
     """
 
-    changes: Mapping[int, Any] = field(default_factory=dict)
+    identity: Mapping[str, Any] = field(default_factory=dict)
     strict: bool | None = None
     trusted: bool | None = None
     formats: tuple[str | Format, ...] | None = None
@@ -97,13 +96,13 @@ class ServerOptions:
             ValueError: ``echo_header`` is not an HTTP token.
             ConfigError: An unknown format name or correlation source.
         """
-        changes: dict[int, Any] = {}
+        identity: dict[str, Any] = {}
         if service_name is not None:
-            changes[_state.SERVICE_NAME] = validate_name("service_name", service_name)
-            changes[_state.SERVICE_VERSION] = (
+            identity["service_name"] = validate_name("service_name", service_name)
+            identity["service_version"] = (
                 None if service_version is None else validate_name("version", service_version)
             )
-            changes[_state.SERVICE_ENVIRONMENT] = (
+            identity["service_environment"] = (
                 None
                 if service_environment is None
                 else validate_name("environment", service_environment)
@@ -113,7 +112,7 @@ class ServerOptions:
         # Checked now, not on the first request: an unknown name or source is a typo.
         extract({}, formats=formats, correlation_sources=correlation_sources)
         return cls(
-            changes=changes,
+            identity=identity,
             strict=strict,
             trusted=trusted,
             formats=None if formats is None else tuple(formats),
@@ -145,9 +144,8 @@ class ServerOptions:
 
     def snapshot(self, extracted: Extracted) -> _state.Snapshot:
         """Build the request's fresh context: inbound values, new ids, service identity."""
-        # The one private entry point of Extracted, for this package's middlewares.
-        return extracted._build_snapshot(
-            fresh=True, ensure_correlation=True, ensure_request_id=True, changes=self.changes
+        return extracted.build_snapshot(
+            fresh=True, ensure_correlation=True, ensure_request_id=True, overrides=self.identity
         )
 
 
@@ -163,34 +161,34 @@ def refusal_text(error: InvalidValueError) -> str:
 class RequestRecorder:
     """Times one request and sends its operation record; the caller provides the context."""
 
-    __slots__ = ("metadata", "spec", "start", "status", "token")
+    __slots__ = ("block", "status")
 
     def __init__(self, options: ServerOptions, method: object, path: object) -> None:
         method_name = _name(method)
-        self.spec = records.TimingSpec(
+        spec = _emit.TimingSpec(
             name=options.record_name(method_name), kind="block", min_duration_ns=0, keep_errors=True
         )
-        self.metadata: dict[str, Any] = {METADATA_METHOD: method_name}
+        metadata: dict[str, Any] = {METADATA_METHOD: method_name}
         if isinstance(path, str):
             with contextlib.suppress(InvalidValueError):  # a hostile path is not recorded
-                self.metadata[METADATA_PATH] = validate_name("path", path)
+                metadata[METADATA_PATH] = validate_name("path", path)
+        self.block = _emit.TimedBlock(spec, metadata)
         self.status: int | None = None
-        self.start = time.perf_counter_ns()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The request's operation metadata (``add_operation_metadata`` writes here)."""
+        return self.block.metadata
 
     def begin(self) -> None:
-        """Make this request the running operation (``add_operation_metadata`` goes here)."""
-        self.token = _state.push_operation(self.metadata)
+        """Make this request the running operation and start its clock."""
+        self.block.begin()
 
     def finish(self, error: BaseException | None) -> None:
         """Record the request (call inside its context), then leave the running operation."""
-        end = time.perf_counter_ns()
-        metadata = self.metadata
+        metadata = self.block.metadata
         if self.status is not None:
             metadata[METADATA_STATUS] = self.status
         elif isinstance(error, Exception):
             metadata[METADATA_STATUS] = 500  # what the server answers for an unhandled error
-        try:
-            if records.active:
-                records.finish(self.spec, self.start, end, error, dict(metadata))
-        finally:
-            _state.restore_operation(self.token, metadata)
+        self.block.end(error)

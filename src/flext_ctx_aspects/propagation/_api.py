@@ -29,11 +29,12 @@ from flext_ctx_aspects.propagation._carriers import (
     pairs_from,
 )
 from flext_ctx_aspects.propagation._policy import (
+    CORRELATION_SOURCES,
     DestinationPattern,
     destination_allowed,
+    inbound_defaults,
     warn_refused,
 )
-from flext_ctx_aspects.settings import CORRELATION_SOURCES, current_settings
 from flext_ctx_aspects.typing import Getter, Setter
 
 # `fields` is imported as a module: fields.py imports this package, so the names it
@@ -198,25 +199,33 @@ class Extracted:
         """Write the values over the current context, for the rest of it (no scope)."""
         _state.replace(_headers.apply_inbound(_state.get(), self._inbound))
 
-    def _build_snapshot(
+    def build_snapshot(
         self,
         base: _state.Snapshot | None = None,
         *,
         fresh: bool = True,
         ensure_correlation: bool = True,
         ensure_request_id: bool = False,
-        changes: Mapping[int, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> _state.Snapshot:
-        """Build the context state of a scope from ``base`` (default: the current one).
+        """Return the context state a scope of this inbound context runs in.
 
-        Internal (the integrations use it): see :meth:`scope`; ``changes`` (snapshot slot ->
-        value) are applied last, for the service identity a middleware was configured with.
+        Args:
+            base: The state to start from (default: the current one).
+            fresh: See :meth:`scope`.
+            ensure_correlation: Generate a correlation id when none came in.
+            ensure_request_id: Generate a request id when none came in.
+            overrides: Field name -> value applied last (the service identity a server or
+                consumer was configured with, which wins over what the caller sent).
         """
         current = _state.get() if base is None else base
         inbound = self._inbound
         if fresh:
             start = _state.with_changes(_state.EMPTY, {i: current[i] for i in _SERVICE_SLOTS})
-            if current[_state.SERVICE_NAME] is not None:
+            local_service = current[_state.SERVICE_NAME] is not None or bool(
+                overrides and overrides.get("service_name") is not None
+            )
+            if local_service:
                 # The receiving service's own identity wins over what the caller sent.
                 inbound = _headers.Inbound(
                     values={k: v for k, v in inbound.values.items() if k not in _SERVICE_FIELDS},
@@ -235,52 +244,88 @@ class Extracted:
             extra[_state.TRACE_ID] = correlation_id  # the root of a new trace names it
         if ensure_request_id and snapshot[_state.REQUEST_ID] is None:
             extra[_state.REQUEST_ID] = _ids.new_id()
-        if changes:
-            extra.update(changes)
-        return _state.with_changes(snapshot, extra) if extra else snapshot
+        snapshot = _state.with_changes(snapshot, extra) if extra else snapshot
+        return _state.with_fields(snapshot, overrides) if overrides else snapshot
 
-    def scope(self, *, fresh: bool = True, ensure_correlation: bool = True) -> InboundScope:
+    def scope(
+        self,
+        *,
+        fresh: bool = True,
+        ensure_correlation: bool = True,
+        ensure_request_id: bool = False,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> InboundScope:
         """Return a context manager running its block in the extracted context.
+
+        This is the seam integrations use to run one request or message: each ``with``
+        builds the state on entry, from the context then, and restores it on exit.
 
         Args:
             fresh: Start from an empty context, keeping only the current service identity
                 (which then wins over the caller's ``X-Service-Name``): what a server wants
                 per request. False writes the values over the current context instead.
             ensure_correlation: Generate a correlation id when none came in.
+            ensure_request_id: Generate a request id when none came in.
+            overrides: Field name -> value set last (e.g. the local service identity).
 
         Returns:
             A context manager yielding the correlation id in force inside the block.
         """
-        return InboundScope(self, fresh=fresh, ensure_correlation=ensure_correlation)
+        return InboundScope(
+            self,
+            fresh=fresh,
+            ensure_correlation=ensure_correlation,
+            ensure_request_id=ensure_request_id,
+            overrides=overrides,
+        )
 
     def __enter__(self) -> str | None:
-        scope = InboundScope(self, fresh=True, ensure_correlation=True)
+        scope = self.scope()
         self._scopes.append(scope)
-        return scope.__enter__()
+        result: str | None = scope.__enter__()
+        return result
 
     def __exit__(self, *exc_info: object) -> None:
         self._scopes.pop().__exit__(*exc_info)
 
 
-class InboundScope:
+class InboundScope(_state.Scope):
     """A scope opened from an :class:`Extracted`; built on entry, from the context then."""
 
-    __slots__ = ("_ensure", "_extracted", "_fresh", "_pushed", "_token")
+    __slots__ = ("_options", "extracted")
 
-    def __init__(self, extracted: Extracted, *, fresh: bool, ensure_correlation: bool) -> None:
-        self._extracted = extracted
-        self._fresh = fresh
-        self._ensure = ensure_correlation
+    def __init__(
+        self,
+        extracted: Extracted,
+        *,
+        fresh: bool = True,
+        ensure_correlation: bool = True,
+        ensure_request_id: bool = False,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.extracted = extracted
+        self._options = (fresh, ensure_correlation, ensure_request_id, overrides)
 
-    def __enter__(self) -> str | None:
-        pushed = self._extracted._build_snapshot(fresh=self._fresh, ensure_correlation=self._ensure)
-        self._pushed = pushed
-        self._token = _state.push(pushed)
+    def build(self, current: _state.Snapshot) -> _state.Snapshot:
+        """Return the request's state, built from ``current``."""
+        fresh, ensure_correlation, ensure_request_id, overrides = self._options
+        return self.extracted.build_snapshot(
+            current,
+            fresh=fresh,
+            ensure_correlation=ensure_correlation,
+            ensure_request_id=ensure_request_id,
+            overrides=overrides,
+        )
+
+    def entered(self, pushed: _state.Snapshot) -> str | None:
+        """Return the correlation id in force inside the block."""
         correlation_id: str | None = pushed[_state.CORRELATION_ID]
         return correlation_id
 
-    def __exit__(self, *exc_info: object) -> None:
-        _state.restore(self._token, self._pushed)
+    def __enter__(self) -> str | None:
+        correlation_id: str | None = super().__enter__()
+        return correlation_id
 
 
 def _read_custom(
@@ -361,12 +406,12 @@ def extract(
             the field, the reason and the length, never the value).
         ConfigError: An unknown format name or correlation source (a programming error).
     """
-    settings = current_settings()
+    defaults = inbound_defaults()
     names, custom = _split_formats(formats, "extract()")
-    strict_mode = settings.strict_validation if strict is None else bool(strict)
-    trust = settings.trust_inbound_user_id if trusted is None else bool(trusted)
+    strict_mode = defaults.strict if strict is None else bool(strict)
+    trust = defaults.trusted if trusted is None else bool(trusted)
     sources = (
-        settings.correlation_sources
+        defaults.correlation_sources
         if correlation_sources is None
         else _checked_sources(correlation_sources, "extract()")
     )
@@ -433,7 +478,7 @@ def _format_context(snapshot: _state.Snapshot, headers: Mapping[str, str]) -> di
     ):
         if snapshot[slot] is not None:
             context[name] = snapshot[slot]
-    context.update(snapshot[_state.FIELDS] or {})
+    context.update(snapshot[_state.CUSTOM_FIELDS] or {})
     traceparent = headers.get(_H.TRACEPARENT) or _headers.outbound_headers(
         snapshot, ("tracecontext",)
     ).get(_H.TRACEPARENT)

@@ -1,4 +1,8 @@
-"""Outbound trust policy: which destinations may receive the context.
+"""Trust policy: which destinations may receive the context, how inbound values are read.
+
+The process-wide defaults of inbound reading (strict mode, trust of the user id, the
+correlation id sources) live here too; ``apply_settings`` pushes them down
+(:func:`set_inbound_defaults`), so nothing in propagation reads the settings.
 
 Context headers carry correlation ids, service identity and custom fields (tenant ids...): an
 outbound call to a third party must not get them. :func:`inject` with a ``destination``, and the
@@ -31,14 +35,51 @@ from flext_ctx_aspects._diagnostics import logger, value_fingerprint
 from flext_ctx_aspects.errors import ConfigError
 
 __all__ = [
+    "CORRELATION_SOURCES",
     "DestinationPattern",
     "DestinationsHandle",
+    "InboundDefaults",
     "allowed_destinations",
     "destination_allowed",
+    "inbound_defaults",
     "parse_destination_pattern",
     "reset_refusal_warnings",
     "set_allowed_destinations",
+    "set_inbound_defaults",
 ]
+
+CORRELATION_SOURCES: Final = ("x-correlation-id", "x-request-id", "traceparent")
+"""Where an inbound correlation id may come from, in the default priority order."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundDefaults:
+    """How inbound context is read when a call does not say.
+
+    Attributes:
+        strict: Refuse a whole inbound context that has any invalid value.
+        trusted: Accept a user id from inbound headers.
+        correlation_sources: Where the correlation id comes from, first found wins.
+    """
+
+    strict: bool = False
+    trusted: bool = False
+    correlation_sources: tuple[str, ...] = CORRELATION_SOURCES
+
+
+_inbound = InboundDefaults()
+
+
+def set_inbound_defaults(defaults: InboundDefaults) -> None:
+    """Make ``defaults`` the process-wide inbound defaults (``apply_settings`` calls it)."""
+    global _inbound
+    _inbound = defaults
+
+
+def inbound_defaults() -> InboundDefaults:
+    """Return the process-wide inbound defaults."""
+    return _inbound
+
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _HOST_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")

@@ -19,16 +19,14 @@ Formats (``formats=`` of :func:`read_inbound` and :func:`outbound_headers`):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from flext_ctx_aspects import _state
+from flext_ctx_aspects import _state, _trace
 from flext_ctx_aspects import fields as _fields
-from flext_ctx_aspects._compile import w3c_trace_id
 from flext_ctx_aspects._diagnostics import report_internal_error, warn_invalid
-from flext_ctx_aspects._validate import as_text, validate_id, validate_name
+from flext_ctx_aspects._validate import as_text
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.errors import InvalidValueError
 
@@ -45,8 +43,6 @@ __all__ = [
     "outbound_headers",
     "read_inbound",
     "safe_headers",
-    "span_id_for",
-    "trace_id_for",
 ]
 
 ALL_FORMATS: Final = frozenset({"flext", "tracecontext", "baggage", "b3", "b3multi"})
@@ -55,23 +51,12 @@ DEFAULT_FORMATS: Final = ("flext", "tracecontext", "baggage")
 _H = FlextConstants.Headers
 _L = FlextConstants.Limits
 
-# Built-in fields carried by the library's headers: field -> (header, validator).
-_FIELD_HEADERS: Final = {
-    "correlation_id": (_H.CORRELATION_ID, validate_id),
-    "parent_correlation_id": (_H.PARENT_CORRELATION_ID, validate_id),
-    "service_name": (_H.SERVICE_NAME, validate_name),
-    "service_version": (_H.SERVICE_VERSION, validate_name),
-    "service_environment": (_H.SERVICE_ENVIRONMENT, validate_name),
-    "request_id": (_H.REQUEST_ID, validate_id),
-    "operation_name": (_H.OPERATION_NAME, validate_name),
-    "user_id": (_H.USER_ID, validate_name),
-}
+# Built-in fields carried by the library's headers (from the one field table).
+_HEADER_FIELDS: Final = {f.name: f for f in _state.FIELDS if f.header and f.validator}
 # Inbound names (lowercase) -> field: header names and get_full_context() keys.
 _INBOUND_NAMES: Final = {
-    **{header.lower(): name for name, (header, _) in _FIELD_HEADERS.items()},
-    **{name: name for name in _FIELD_HEADERS},
-    "trace_id": "trace_id",
-    "request_metadata": "request_metadata",
+    **{f.header.lower(): name for name, f in _HEADER_FIELDS.items() if f.header},
+    **{f.name: f.name for f in _state.PUBLIC_FIELDS},
 }
 _FIELD_SLOTS: Final = _state.FIELD_SLOTS
 _W3C_NAMES: Final = frozenset({"traceparent", "tracestate", "baggage"})
@@ -237,15 +222,15 @@ def _read_library_fields(
                 inbound.values["request_metadata"] = _clean_metadata(values[-1] if values else None)
                 continue
             raw = _single(name, values)
-            if field_name == "user_id" and not trusted:
+            builtin = _HEADER_FIELDS.get(field_name or "")
+            if builtin is not None and builtin.trusted_only and not trusted:
                 continue
             if custom is not None:
                 inbound.values[custom.name] = custom.clean(raw)
             elif field_name == "trace_id":
                 inbound.values["trace_id"] = _clean_trace_id(raw)
-            elif field_name is not None:
-                validator = _FIELD_HEADERS[field_name][1]
-                inbound.values[field_name] = validator(field_name, raw)
+            elif builtin is not None and builtin.validator is not None:
+                inbound.values[builtin.name] = builtin.validator(builtin.name, raw)
         except InvalidValueError as error:
             drop(error, values[0] if values else None)
 
@@ -377,51 +362,13 @@ def apply_inbound(snapshot: _state.Snapshot, inbound: Inbound) -> _state.Snapsho
         else:
             changes[slot] = value
     if custom:
-        changes[_state.FIELDS] = {**(snapshot[_state.FIELDS] or {}), **custom}
+        changes[_state.CUSTOM_FIELDS] = {**(snapshot[_state.CUSTOM_FIELDS] or {}), **custom}
     if inbound.trace_parent is not None:
         parent_id, flags = inbound.trace_parent
         changes[_state.TRACE_PARENT] = (parent_id, flags, inbound.tracestate)
     if inbound.baggage:
         changes[_state.BAGGAGE] = dict(inbound.baggage)
     return _state.with_changes(snapshot, changes) if changes else snapshot
-
-
-def span_id_for(correlation_id: str, remote_parent: str | None = None) -> str:
-    """Return the W3C parent-id that stands for ``correlation_id`` in outbound traceparents.
-
-    A correlation scope plays the part of a span: its id is derived from the correlation id
-    (16 hex digits of it, or of its hash when it is not hex) so that every outbound call of
-    one scope names the same parent, and the receiving side can tell which scope called.
-
-    When the scope continues a remote parent (an inbound traceparent), the id is derived from
-    both: a correlation id usually crosses services unchanged, and without the remote parent
-    every hop would name the same parent-id, making each service its own caller's parent.
-    """
-    if remote_parent is not None:
-        material = f"{correlation_id}/{remote_parent}".encode("utf-8", "surrogatepass")
-        candidate = hashlib.blake2b(material, digest_size=8).hexdigest()
-    elif len(correlation_id) == 32 and _is_lower_hex(correlation_id):
-        candidate = correlation_id[16:]
-    else:
-        candidate = hashlib.blake2b(
-            correlation_id.encode("utf-8", "surrogatepass"), digest_size=8
-        ).hexdigest()
-    return candidate if candidate.strip("0") else "0000000000000001"
-
-
-def _is_lower_hex(value: str) -> bool:
-    return not value.strip("0123456789abcdef")
-
-
-def trace_id_for(snapshot: _state.Snapshot) -> str | None:
-    """Return the W3C trace id of ``snapshot``'s context, deriving one if needed.
-
-    The trace id slot holds the root correlation id of the trace (or an inbound trace id);
-    a root id that is not a valid W3C trace id maps to one by a hash, so every outbound
-    call of the trace carries the same trace id.
-    """
-    root: str | None = snapshot[_state.TRACE_ID] or snapshot[_state.CORRELATION_ID]
-    return None if root is None else w3c_trace_id(root)
 
 
 def outbound_headers(
@@ -434,28 +381,20 @@ def outbound_headers(
     wanted = frozenset(formats)
     headers: dict[str, str] = {}
     if "flext" in wanted:
-        for name, (header, _) in _FIELD_HEADERS.items():
-            if name == "user_id":
-                continue
+        for name, builtin in _HEADER_FIELDS.items():
             value = snapshot[_FIELD_SLOTS[name]]
-            if value is not None:
-                headers[header] = value
-        fields = snapshot[_state.FIELDS] or {}
+            if value is not None and builtin.outbound and builtin.header:
+                headers[builtin.header] = value
+        fields = snapshot[_state.CUSTOM_FIELDS] or {}
         for custom in _fields.declared_fields():
             value = fields.get(custom.name)
             if value is not None and custom.propagate and custom.header:
                 headers[custom.header] = value
-    trace_id = trace_id_for(snapshot)
-    correlation_id = snapshot[_state.CORRELATION_ID]
+    trace_id = _trace.trace_id_of(snapshot)
     trace_parent = snapshot[_state.TRACE_PARENT]
     flags = trace_parent[1] if trace_parent else 1
-    if trace_id is not None:
-        remote_parent = trace_parent[0] if trace_parent else None
-        span = (
-            span_id_for(correlation_id, remote_parent)
-            if correlation_id is not None
-            else (remote_parent or span_id_for(trace_id))
-        )
+    span = _trace.span_id_of(snapshot)
+    if trace_id is not None and span is not None:
         if "tracecontext" in wanted:
             from flext_ctx_aspects.propagation import w3c
 
@@ -485,7 +424,7 @@ def outbound_headers(
         # This service's own fields first, so that a caller's large baggage cannot push them
         # out of the limits; then the inbound members, passed on unchanged.
         members: dict[str, str] = {}
-        fields = snapshot[_state.FIELDS] or {}
+        fields = snapshot[_state.CUSTOM_FIELDS] or {}
         for custom in _fields.declared_fields():
             value = fields.get(custom.name)
             if value is not None and custom.propagate and custom.baggage_key:
@@ -503,7 +442,7 @@ def outbound_headers(
 
 
 _BUILTIN_HEADERS: Final = frozenset(
-    [header for header, _ in _FIELD_HEADERS.values()]
+    [f.header for f in _HEADER_FIELDS.values() if f.header]
     + [_H.TRACEPARENT, _H.TRACESTATE, _H.BAGGAGE, "b3"]
     + ["X-B3-TraceId", "X-B3-SpanId", "X-B3-ParentSpanId", "X-B3-Sampled", "X-B3-Flags"]
 )
@@ -569,10 +508,11 @@ def clean_field(name: object, raw: object, *, trusted: bool) -> tuple[str, str] 
         raise InvalidValueError(name[:64], "a format returned a non-text value", 0)
     if name == "trace_id":
         return name, _clean_trace_id(raw)
-    if name in _FIELD_HEADERS:
-        if name == "user_id" and not trusted:
+    builtin = _HEADER_FIELDS.get(name)
+    if builtin is not None and builtin.validator is not None:
+        if builtin.trusted_only and not trusted:
             return None
-        return name, _FIELD_HEADERS[name][1](name, raw)
+        return name, builtin.validator(name, raw)
     custom = _fields.field_by_name(name)
     if custom is None:
         return None

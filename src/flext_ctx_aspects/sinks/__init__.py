@@ -8,8 +8,7 @@ on and off (``Settings.sinks``).
 
 from __future__ import annotations
 
-from flext_ctx_aspects.records import (
-    OperationRecord,
+from flext_ctx_aspects._emit import (
     RemoveSink,
     add_sink,
     clear_sinks,
@@ -22,7 +21,6 @@ from flext_ctx_aspects.sinks.stats import OperationStats, StatsSink
 
 __all__ = [
     "LoggingSink",
-    "OperationRecord",
     "OperationStats",
     "RemoveSink",
     "StatsSink",

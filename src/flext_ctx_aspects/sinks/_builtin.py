@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flext_ctx_aspects import records
+from flext_ctx_aspects import _emit
 from flext_ctx_aspects.sinks.logging import LoggingSink
 from flext_ctx_aspects.sinks.stats import StatsSink
 
@@ -24,6 +24,6 @@ def switch_builtin_sinks(names: tuple[str, ...], log_level: str) -> None:
     _logging.level = logging.getLevelName(log_level)
     for name, sink in (("stats", _stats), ("logging", _logging)):
         if name in names:
-            records.add_sink(sink)
+            _emit.add_sink(sink)
         else:
-            records.remove_sink(sink)
+            _emit.remove_sink(sink)

@@ -1,0 +1,283 @@
+"""The one emit path: the sink registry, the record filters, dispatch, and timed blocks.
+
+Each finished timed operation (``@timed``, ``timed_operation``, a served HTTP request, a
+consumed message) goes through :func:`finish`, which applies the filters (per-call minimum
+duration, the process-wide minimum duration and sampling), builds one immutable
+:class:`~flext_ctx_aspects.records.OperationRecord` and hands it to every registered sink.
+When no sink is registered the engine does not even call it: timing then costs two clock
+reads and one context variable set/reset.
+
+:class:`TimedBlock` is the shared "time a block and emit its record" helper used by the
+facade's ``timed_operation`` and by the servers' request recorder.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+from flext_ctx_aspects import _state, _trace
+from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects.records import EMPTY_MAPPING, OperationRecord, RecordKind
+
+if TYPE_CHECKING:
+    from flext_ctx_aspects.typing import Sink
+
+__all__ = [
+    "WALL_RESYNC_NS",
+    "RemoveSink",
+    "TimedBlock",
+    "TimingSpec",
+    "active",
+    "add_sink",
+    "clear_sinks",
+    "configure_filters",
+    "finish",
+    "registered_sinks",
+    "remove_sink",
+    "wall_time_ns",
+]
+
+
+class TimingSpec(NamedTuple):
+    """What a timed call site records; fixed at decoration time."""
+
+    name: str
+    kind: RecordKind
+    min_duration_ns: int
+    keep_errors: bool
+
+
+# --- registry -----------------------------------------------------------------------------
+# ``active`` is the list the hot paths test for truth ("is anybody listening?"); ``_dispatch``
+# is the tuple actually iterated, replaced whole so a concurrent registration never makes a
+# dispatch skip or repeat a sink.
+active: list[Sink] = []
+_dispatch: tuple[Sink, ...] = ()
+_lock = threading.Lock()
+
+
+class RemoveSink:
+    """Handle returned by :func:`add_sink`: call it (or use it as a context manager) to undo."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    def __call__(self) -> None:
+        """Unregister the sink."""
+        remove_sink(self._sink)
+
+    def __enter__(self) -> Sink:
+        return self._sink
+
+    def __exit__(self, *exc_info: object) -> None:
+        remove_sink(self._sink)
+
+
+def add_sink(sink: Sink) -> RemoveSink:
+    """Register ``sink`` to receive every finished operation record.
+
+    Args:
+        sink: Any object with an ``emit(record)`` method (the ``Sink`` protocol of
+            ``flext_ctx_aspects.typing``).
+
+    Returns:
+        A handle that removes the sink when called or when its ``with`` block ends.
+
+    Raises:
+        TypeError: ``sink`` has no callable ``emit``.
+    """
+    if not callable(getattr(sink, "emit", None)):
+        raise TypeError(f"a sink needs an emit(record) method, got {type(sink).__qualname__}")
+    global _dispatch
+    with _lock:
+        if sink not in _dispatch:
+            _dispatch = (*_dispatch, sink)
+            active[:] = _dispatch
+    return RemoveSink(sink)
+
+
+def remove_sink(sink: Sink) -> None:
+    """Unregister ``sink``; unknown sinks are ignored."""
+    global _dispatch
+    with _lock:
+        _dispatch = tuple(s for s in _dispatch if s is not sink)
+        active[:] = _dispatch
+
+
+def clear_sinks() -> None:
+    """Unregister every sink."""
+    global _dispatch
+    with _lock:
+        _dispatch = ()
+        active.clear()
+
+
+def registered_sinks() -> tuple[Sink, ...]:
+    """Return the registered sinks, in registration order."""
+    return _dispatch
+
+
+# --- filters ------------------------------------------------------------------------------
+_sample_rate = 1.0
+_min_duration_ns = 0
+_BUCKETS: Final = 0xFFFFFFFF
+
+
+def configure_filters(sample_rate: float, min_duration_ns: int) -> None:
+    """Set the process-wide record filters (pushed down when settings are applied)."""
+    global _sample_rate, _min_duration_ns
+    _sample_rate = sample_rate
+    _min_duration_ns = min_duration_ns
+
+
+def _sampled_out(snapshot: _state.Snapshot) -> bool:
+    # Decided once per trace, from its W3C trace id (the root's id: uniform random bits for
+    # generated ids, a hash otherwise), so a sampled trace keeps every one of its operations.
+    if _sample_rate <= 0.0:
+        return True
+    trace_id = _trace.trace_id_of(snapshot)
+    if trace_id is None:
+        return False  # outside any trace: nothing to keep whole, nothing to drop
+    return int(trace_id[:8], 16) / _BUCKETS >= _sample_rate
+
+
+# --- clocks -------------------------------------------------------------------------------
+_perf_counter_ns: Final = time.perf_counter_ns
+_time_ns: Final = time.time_ns
+_snapshot: Final = _state.get
+# Wall-clock start times are derived from the monotonic clock plus an offset re-read at most
+# every WALL_RESYNC_NS, which keeps a clock read off the per-record path while following
+# wall-clock adjustments within a second.
+WALL_RESYNC_NS: Final = 1_000_000_000
+_wall_offset = _time_ns() - _perf_counter_ns()
+_wall_synced_at = _perf_counter_ns()
+
+
+def wall_time_ns(perf_ns: int) -> int:
+    """Return the wall-clock time (ns since the epoch) of a ``perf_counter_ns`` reading."""
+    global _wall_offset, _wall_synced_at
+    if perf_ns - _wall_synced_at > WALL_RESYNC_NS:
+        _wall_offset = _time_ns() - _perf_counter_ns()
+        _wall_synced_at = perf_ns
+    return perf_ns + _wall_offset
+
+
+# --- dispatch -----------------------------------------------------------------------------
+# Set while this thread runs sinks: an instrumented function called by a sink (an exporter,
+# a log formatter) must not emit again, or one user call would recurse through the sinks.
+_emitting = threading.local()
+_new_record: Final[Callable[..., OperationRecord]] = tuple.__new__
+
+
+def finish(
+    spec: TimingSpec,
+    start_ns: int,
+    end_ns: int,
+    error: BaseException | None,
+    metadata: Mapping[str, Any] | None,
+    body_ns: int | None = None,
+) -> None:
+    """Build the record of a finished operation and hand it to every sink.
+
+    Called inside the operation's context (so the snapshot read here is the one the body ran
+    in), only when at least one sink is registered. ``metadata`` is copied: what is added to
+    the live dict afterwards (a task the operation started) never reaches the record. Never
+    raises an ``Exception``.
+    """
+    global _wall_offset, _wall_synced_at
+    if getattr(_emitting, "active", False):
+        return
+    try:
+        duration = end_ns - start_ns
+        snapshot = _snapshot()
+        if error is None or not spec.keep_errors:
+            if duration < spec.min_duration_ns or duration < _min_duration_ns:
+                return
+            if _sample_rate < 1.0 and _sampled_out(snapshot):
+                return
+        if end_ns - _wall_synced_at > WALL_RESYNC_NS:
+            _wall_offset = _time_ns() - _perf_counter_ns()
+            _wall_synced_at = end_ns
+        record = _new_record(
+            OperationRecord,
+            (
+                spec.name,
+                start_ns + _wall_offset,
+                duration,
+                "ok" if error is None else "error",
+                None if error is None else type(error).__qualname__,
+                MappingProxyType(dict(metadata)) if metadata else EMPTY_MAPPING,
+                body_ns,
+                spec.kind,
+                snapshot,
+            ),
+        )
+    except Exception as exc:
+        report_internal_error("building an operation record", exc)
+        return
+    _emitting.active = True
+    try:
+        for sink in _dispatch:
+            try:
+                sink.emit(record)
+            except Exception as exc:
+                report_internal_error(f"sink {type(sink).__qualname__}.emit", exc)
+    finally:
+        _emitting.active = False
+
+
+class TimedBlock:
+    """Time a block as one operation: the running operation while it runs, then a record.
+
+    ``begin()`` makes ``metadata`` the running operation's dict (``add_operation_metadata``
+    writes there) and starts the clock; ``end(error)`` records the operation (inside the
+    block's context) and leaves the running operation, whatever a sink raises. One object
+    times one block: ``begin`` again after ``end`` times a new one.
+    """
+
+    __slots__ = ("metadata", "spec", "start_ns", "token")
+
+    def __init__(self, spec: TimingSpec, metadata: dict[str, Any] | None = None) -> None:
+        self.spec = spec
+        self.metadata: dict[str, Any] = {} if metadata is None else metadata
+        self.start_ns = 0
+
+    def begin(self) -> int:
+        """Start timing; returns the start reading of ``time.perf_counter_ns``."""
+        self.token = _state.push_operation(self.metadata)
+        self.start_ns = start = _perf_counter_ns()
+        return start
+
+    def end(self, error: BaseException | None, metadata: Mapping[str, Any] | None = None) -> int:
+        """Record the block (``metadata`` overrides what is recorded); returns the end reading."""
+        end = _perf_counter_ns()
+        try:
+            if active:
+                finish(
+                    self.spec,
+                    self.start_ns,
+                    end,
+                    error,
+                    self.metadata if metadata is None else metadata,
+                )
+        finally:
+            _state.restore_operation(self.token, self.metadata)
+        return end
+
+    def __enter__(self) -> dict[str, Any]:
+        self.begin()
+        return self.metadata
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.end(exc)
