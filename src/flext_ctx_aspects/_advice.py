@@ -1,7 +1,7 @@
 """What an aspect asks the engine to do: the ``Advice`` data model and value sources.
 
-An aspect is consulted once, at decoration time, with a :class:`Target` describing the
-callable; it answers with an :class:`Advice`: context fields to set while the body runs
+An aspect is consulted once, at decoration time, with a `Target` describing the
+callable; it answers with an `Advice`: context fields to set while the body runs
 (constants, or values taken from the call's arguments), an optional timing, and optional
 ``before``/``after`` hooks. The engine compiles the advice of every aspect stacked on a
 function into one wrapper, so aspects never deal with callable kinds themselves.
@@ -157,11 +157,11 @@ class Advice(_Frozen):
         fields: Context fields to set while the body runs, by name: the built-in fields
             (``correlation_id``, ``service_name``, ``user_id``, ``request_id``, ...) or custom
             fields declared on a ``FlextContext`` subclass. Values are constants or sources
-            (:func:`arg`, :func:`from_call`).
+            (`arg`, `from_call`).
         timing: Time each call and record it.
-        before: Called with the :class:`Call` when the body starts, inside the aspect's
+        before: Called with the `Call` when the body starts, inside the aspect's
             context (for generators: at the first resume).
-        after: Called with the :class:`Call` and the exception (or None) when the body ends.
+        after: Called with the `Call` and the exception (or None) when the body ends.
     """
 
     __slots__ = ("after", "before", "fields", "timing")
@@ -185,7 +185,7 @@ class Advice(_Frozen):
 
 
 class Source:
-    """A value computed per call. Use :func:`arg` and :func:`from_call` to make one."""
+    """A value computed per call. Use `arg` and `from_call` to make one."""
 
     __slots__ = ()
 
@@ -310,6 +310,6 @@ def from_call(function: Callable[[inspect.BoundArguments], Any]) -> Source:
     """Compute a context value from all the call's arguments.
 
     ``function`` receives the ``inspect.BoundArguments`` of the call (defaults applied).
-    Binding costs a few microseconds per call: prefer :func:`arg` on hot paths.
+    Binding costs a few microseconds per call: prefer `arg` on hot paths.
     """
     return _FromCall(function)

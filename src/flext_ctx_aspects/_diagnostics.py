@@ -2,14 +2,14 @@
 
 Two channels, both on ``logging.getLogger("flext_ctx_aspects")``:
 
-* :func:`report_internal_error` — a failure inside the library's machinery (a sink that
+* `report_internal_error` — a failure inside the library's machinery (a sink that
   raised, a metadata value that could not be recorded, an id generator that failed). Logged
   once per cause (where + exception type) with its traceback; repeats are counted silently so
   a failing sink on a hot path cannot flood the logs.
-* :func:`warn_invalid` — an inbound value was dropped. The raw value is never logged: only
+* `warn_invalid` — an inbound value was dropped. The raw value is never logged: only
   the field, the reason, the length and a short hash, so hostile input cannot forge log lines
   and secrets pasted into headers do not land in logs. At most one line per (field, reason)
-  every :data:`INVALID_WARNING_INTERVAL_S` seconds, with a count of those suppressed.
+  every `INVALID_WARNING_INTERVAL_S` seconds, with a count of those suppressed.
 """
 
 from __future__ import annotations

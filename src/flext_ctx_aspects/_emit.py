@@ -1,13 +1,13 @@
 """The one emit path: the sink registry, the record filters, dispatch, and timed blocks.
 
 Each finished timed operation (``@timed``, ``timed_operation``, a served HTTP request, a
-consumed message) goes through :func:`finish`, which applies the filters (per-call minimum
+consumed message) goes through `finish`, which applies the filters (per-call minimum
 duration, the process-wide minimum duration and sampling), builds one immutable
-:class:`~flext_ctx_aspects.records.OperationRecord` and hands it to every registered sink.
+`OperationRecord` and hands it to every registered sink.
 When no sink is registered the engine does not even call it: timing then costs two clock
 reads and one context variable set/reset.
 
-:class:`TimedBlock` is the shared "time a block and emit its record" helper used by the
+`TimedBlock` is the shared "time a block and emit its record" helper used by the
 facade's ``timed_operation`` and by the servers' request recorder.
 """
 
@@ -61,7 +61,7 @@ _lock = threading.Lock()
 
 
 class RemoveSink:
-    """Handle returned by :func:`add_sink`: call it (or use it as a context manager) to undo."""
+    """Handle returned by `add_sink`: call it (or use it as a context manager) to undo."""
 
     __slots__ = ("_sink",)
 

@@ -1,7 +1,7 @@
 """The aspect engine: one wrapper layer per function, whatever the callable kind.
 
 Only this module knows callable kinds. At decoration time it detects the kind once, asks every
-aspect on the function for its :class:`~flext_ctx_aspects.Advice`, compiles their field changes
+aspect on the function for its `Advice`, compiles their field changes
 into one snapshot-building function (see ``_compile``) and picks a driver for the kind:
 
 * plain function: set the snapshot, call, restore; the fast paths are specialised closures.
@@ -96,7 +96,7 @@ def set_measure_generator_body(enabled: bool) -> None:
 
 
 def is_enabled() -> bool:
-    """Whether aspects are switched on (see :func:`set_enabled`)."""
+    """Whether aspects are switched on (see `set_enabled`)."""
     return not _disabled
 
 

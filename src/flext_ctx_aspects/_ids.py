@@ -47,7 +47,7 @@ def generate_span_id() -> str:
 def uuid4_hex() -> str:
     """Return ``uuid.uuid4().hex``: 32 hex characters from the OS random source.
 
-    About eight times slower than :func:`generate_id`; for deployments that want ids drawn
+    About eight times slower than `generate_id`; for deployments that want ids drawn
     from ``os.urandom``.
     """
     import uuid

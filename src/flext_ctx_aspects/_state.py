@@ -1,13 +1,13 @@
 """The context state: the one built-in field table, the only setter of context variables.
 
 The whole request context lives in ONE ``ContextVar`` holding an immutable tuple (a
-"snapshot"), laid out by :data:`FIELDS`. Reading a field is ``_snapshot.get()[INDEX]``;
+"snapshot"), laid out by `FIELDS`. Reading a field is ``_snapshot.get()[INDEX]``;
 entering a scope that changes any number of fields builds one new tuple and does one
 ``set``; leaving it does one ``reset``. Measured against one ContextVar per field, setting and
 restoring nine fields is about 7x cheaper this way, reading one field costs ~13 ns more (see
 docs/architecture.md and benchmarks/test_core_state_design.py).
 
-:data:`FIELDS` is the one table of built-in fields: the snapshot slots, the record
+`FIELDS` is the one table of built-in fields: the snapshot slots, the record
 attributes, the library's header names, the ``get_full_context()`` keys, the context summary
 and the attribute names of log records, structlog events and OpenTelemetry spans are all
 derived from it. A new built-in field is one row here.
@@ -16,7 +16,7 @@ The innermost running timed operation has its own variable holding that operatio
 metadata dict, so ``@timed`` alone never rebuilds the snapshot.
 
 Tokens are never held across a ``yield`` by the engine (a generator runs in its own
-``contextvars.Context``). :class:`Scope`, the one scope primitive of the public context
+``contextvars.Context``). `Scope`, the one scope primitive of the public context
 managers, which user code may reuse, nest, share between tasks or hold across a yield,
 leaves each ``with`` independently (see there).
 """
@@ -61,7 +61,7 @@ _H = FlextConstants.Headers
 
 
 class BuiltinField(NamedTuple):
-    """One built-in context field: a row of :data:`FIELDS`.
+    """One built-in context field: a row of `FIELDS`.
 
     Attributes:
         name: The field's name everywhere: ``Advice`` fields, ``OperationRecord``
@@ -195,7 +195,7 @@ def with_fields(base: Snapshot, values: Mapping[str, Any]) -> Snapshot:
 
 
 def restore(token: Token[Snapshot], pushed: Snapshot) -> None:
-    """Leave a scope opened with :data:`push`, even from another Context.
+    """Leave a scope opened with `push`, even from another Context.
 
     ``ContextVar.reset`` refuses a token created in another Context (a generator resumed
     elsewhere, a coroutine driven by hand). In that case the scope's own value is replaced by
@@ -211,7 +211,7 @@ def restore(token: Token[Snapshot], pushed: Snapshot) -> None:
 
 
 def restore_operation(token: Token[dict[str, Any] | None], pushed: dict[str, Any]) -> None:
-    """Leave an operation scope; the counterpart of :func:`restore` for operations."""
+    """Leave an operation scope; the counterpart of `restore` for operations."""
     try:
         _operation.reset(token)
     except (ValueError, RuntimeError):
@@ -223,15 +223,15 @@ def restore_operation(token: Token[dict[str, Any] | None], pushed: dict[str, Any
 class Scope:
     """The one scope primitive: a reusable context manager over the snapshot.
 
-    Subclasses implement :meth:`build` (the snapshot to make current, from the current one)
-    and may override :meth:`entered` (what ``with ... as x`` gives). Every ``with`` is
+    Subclasses implement `build` (the snapshot to make current, from the current one)
+    and may override `entered` (what ``with ... as x`` gives). Every ``with`` is
     independent: the same object may be nested (``with s: with s:``), entered by several
     threads or tasks at once, or reused later, and each exit restores exactly what its own
     entry covered. Each entry keeps its token; an exit resets the newest token that belongs
     to the exiting Context (``ContextVar.reset`` refuses the others), so concurrent users of
     one object never restore each other's state. An exit in a Context where no token of the
     object belongs (a ``with`` held across a generator's yield and resumed elsewhere)
-    restores by value, as :func:`restore` does.
+    restores by value, as `restore` does.
     """
 
     __slots__ = ("_entries",)

@@ -1,7 +1,7 @@
 """Validation of untrusted inbound context values.
 
 Every validator takes the raw value (``str`` or ``bytes``, as ASGI scopes carry them) and
-returns a clean ``str`` or raises :class:`~flext_ctx_aspects.errors.InvalidValueError`.
+returns a clean ``str`` or raises `InvalidValueError`.
 A clean value is ASCII, has no control character (CR, LF, NUL, DEL, ...), no leading or
 trailing whitespace and fits the field's length cap. Callers decide whether an invalid
 value is dropped with a warning or refused (strict mode).
@@ -65,7 +65,7 @@ def _checked(field: str, raw: str | bytes, allowed: frozenset[str], limit: int) 
 
 
 def validate_id(field: str, raw: str | bytes) -> str:
-    """Validate an identifier: 1 to 128 characters from :data:`ID_CHARACTERS`."""
+    """Validate an identifier: 1 to 128 characters from `ID_CHARACTERS`."""
     return _checked(field, raw, ID_CHARACTERS, _MAX_ID)
 
 

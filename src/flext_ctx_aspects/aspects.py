@@ -1,11 +1,11 @@
 """The aspects: ``@with_correlation``, ``@service``, ``@timed``, ``@request_scope``, ``aspect()``.
 
-This module is also the namespace for writing aspects of your own: :func:`aspect`,
-:class:`Advice`, :class:`Timing`, :class:`Target`, :class:`Call`, :class:`Source`.
+This module is also the namespace for writing aspects of your own: `aspect`,
+`Advice`, `Timing`, `Target`, `Call`, `Source`.
 
 Each decorator works on plain functions, coroutine functions, generator functions, async
 generator functions, methods, classmethods and staticmethods (above or below
-``@classmethod``/``@staticmethod``), and on classes (see :func:`instrument_class`). Stacked,
+``@classmethod``/``@staticmethod``), and on classes (see `instrument_class`). Stacked,
 they fuse into one wrapper layer.
 
 Every decorator accepts ``enabled=False`` (returns the callable untouched) and ``kind=`` to
@@ -70,7 +70,7 @@ class AspectDecorator(Protocol):
 
 
 class _Decorator:
-    """Applies one aspect; the runtime object behind :class:`AspectDecorator`."""
+    """Applies one aspect; the runtime object behind `AspectDecorator`."""
 
     __slots__ = ("_aspect", "_enabled", "_kind")
 
@@ -128,7 +128,7 @@ def aspect(spec: Aspect | Advice | Callable[[Target], Advice]) -> AspectDecorato
 
     Args:
         spec: An object with ``advise(target) -> Advice``, a function ``target -> Advice``,
-            or a fixed :class:`Advice`.
+            or a fixed `Advice`.
 
     Returns:
         The decorator.
@@ -437,8 +437,8 @@ def request_scope(
 ) -> AspectDecorator:
     """Run each call in a request scope: user, operation name, request id and metadata.
 
-    Any value may be taken from the call's own arguments with :func:`arg` (or
-    :func:`from_call`), e.g. ``@request_scope(user_id=arg("user", lambda u: u.id))``.
+    Any value may be taken from the call's own arguments with `arg` (or
+    `from_call`), e.g. ``@request_scope(user_id=arg("user", lambda u: u.id))``.
 
     Args:
         user_id: The user the request runs for; None keeps the caller's.

@@ -5,11 +5,11 @@ worker runs every task in the worker thread's own context: by default the correl
 service identity and request fields do not cross. The helpers here run the work in a *copy*
 of the submitter's context, taken when the work is submitted:
 
-* :class:`ContextExecutor` — a ``ThreadPoolExecutor`` whose ``submit`` and ``map`` carry it.
-* :func:`submit` — the same for any executor (or a library-owned default one).
-* :func:`carry_context` — wraps a function for ``threading.Thread(target=...)``, callbacks,
+* `ContextExecutor` — a ``ThreadPoolExecutor`` whose ``submit`` and ``map`` carry it.
+* `submit` — the same for any executor (or a library-owned default one).
+* `carry_context` — wraps a function for ``threading.Thread(target=...)``, callbacks,
   ``loop.call_soon_threadsafe`` and other places that call it later, elsewhere.
-* :func:`run_in_executor` — ``loop.run_in_executor`` that carries it (like ``asyncio.to_thread``
+* `run_in_executor` — ``loop.run_in_executor`` that carries it (like ``asyncio.to_thread``
   but with your executor).
 
 The worker sees the snapshot the submitter had; changes the worker makes (new scopes, a
@@ -116,10 +116,10 @@ _default: ContextExecutor | None = None
 
 
 def default_executor() -> ContextExecutor:
-    """Return the library's shared :class:`ContextExecutor`, creating it on first use.
+    """Return the library's shared `ContextExecutor`, creating it on first use.
 
     Its size is ``Settings.max_concurrent_contexts`` when it is created; call
-    :func:`shutdown_default_executor` after changing the settings to get a new one.
+    `shutdown_default_executor` after changing the settings to get a new one.
     """
     global _default
     with _default_lock:
@@ -129,7 +129,7 @@ def default_executor() -> ContextExecutor:
 
 
 def shutdown_default_executor(*, wait: bool = True) -> None:
-    """Shut the shared executor down; the next :func:`submit` without executor makes a new one."""
+    """Shut the shared executor down; the next `submit` without executor makes a new one."""
     global _default
     with _default_lock:
         executor, _default = _default, None
@@ -144,7 +144,7 @@ def submit(
 
     Args:
         executor: Any ``concurrent.futures`` thread executor; None uses
-            :func:`default_executor`. (A process pool cannot carry a context: pass the
+            `default_executor`. (A process pool cannot carry a context: pass the
             values, e.g. ``FlextContext.Serialization.get_full_context()``, explicitly.)
         fn: The function to run.
         *args: Its positional arguments.

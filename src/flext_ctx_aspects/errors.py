@@ -1,6 +1,6 @@
 """Exceptions raised by flext_ctx_aspects.
 
-Every exception derives from :class:`FlextContextError` and from the builtin it refines, so
+Every exception derives from `FlextContextError` and from the builtin it refines, so
 callers may catch either. Each carries structured attributes besides its message.
 """
 
@@ -56,7 +56,7 @@ class InvalidValueError(FlextContextError, ValueError):
 
 
 class ResultError(FlextContextError, RuntimeError):
-    """The value of a failed :class:`~flext_ctx_aspects.FlextResult` was read.
+    """The value of a failed `FlextResult` was read.
 
     Attributes:
         error: The failure's error message.

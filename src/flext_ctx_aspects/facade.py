@@ -187,7 +187,7 @@ def _check(field: str, value: object, validator: Any) -> Any:
 class FlextContext:
     """Request/trace context: correlation, service, request, performance, serialization.
 
-    Subclasses may declare custom fields (see :class:`ContextField`); they are read, scoped,
+    Subclasses may declare custom fields (see `ContextField`); they are read, scoped,
     serialized and propagated like the built-in ones.
     """
 
@@ -392,7 +392,7 @@ class FlextContext:
             """Return every context value as a dict (custom fields by name).
 
             The result can be sent along with a message and given back to
-            :meth:`set_from_context` on the receiving side.
+            `set_from_context` on the receiving side.
             """
             snapshot = _state.get()
             full: dict[str, Any] = {

@@ -157,11 +157,15 @@ class OperationRecord(tuple[Any, ...]):
         return f"OperationRecord({shown}, correlation_id={self.correlation_id!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (tuple(self),))
+        items = list(self)
+        items[_METADATA] = dict(items[_METADATA])  # a mapping proxy does not pickle
+        return (_rebuild, (tuple(items),))
 
 
 def _rebuild(items: tuple[Any, ...]) -> OperationRecord:
-    return tuple.__new__(OperationRecord, items)
+    values = list(items)
+    values[_METADATA] = MappingProxyType(values[_METADATA]) if values[_METADATA] else EMPTY_MAPPING
+    return tuple.__new__(OperationRecord, tuple(values))
 
 
 def _context_reader(slot: int, mapping: bool) -> property:

@@ -33,7 +33,7 @@ class FlextResult(Generic[T]):
     __slots__ = ("_error", "_value")
 
     def __init__(self, value: object, error: str | None) -> None:
-        """Build a result; prefer :meth:`ok` and :meth:`fail`."""
+        """Build a result; prefer `ok` and `fail`."""
         self._value = value
         self._error = error
 
@@ -60,7 +60,7 @@ class FlextResult(Generic[T]):
 
     @property
     def is_success(self) -> bool:
-        """Alias of :attr:`success`."""
+        """Alias of `success`."""
         return self._error is None
 
     @property

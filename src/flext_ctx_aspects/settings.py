@@ -1,6 +1,6 @@
 """Library settings: what the environment presets and ``optimize_context_performance`` change.
 
-Settings are a frozen dataclass. :func:`apply_settings` makes one instance current and pushes
+Settings are a frozen dataclass. `apply_settings` makes one instance current and pushes
 each value to the machinery that reads it (validation, id generation, record filtering, the
 built-in sinks, the runtime switch). Nothing is read from the environment at import time.
 """

@@ -17,12 +17,12 @@ __all__ = ["Aspect", "FlextTypes", "Getter", "Setter", "Sink"]
 
 @runtime_checkable
 class Aspect(Protocol):
-    """A unit of behaviour applied around calls; see :func:`flext_ctx_aspects.aspect`.
+    """A unit of behaviour applied around calls; see `flext_ctx_aspects.aspect`.
 
     ``advise`` is called once per decorated callable, at decoration time (and again when
     another aspect is stacked on the same callable). It must not depend on call-time state:
-    per-call values are expressed as sources (:func:`~flext_ctx_aspects.arg`,
-    :func:`~flext_ctx_aspects.from_call`) or computed in hooks.
+    per-call values are expressed as sources (`arg`,
+    `from_call`) or computed in hooks.
     """
 
     def advise(self, target: Target) -> Advice:

@@ -3,15 +3,15 @@
 Import the module you need; none is imported here, and the core never imports the
 libraries they integrate:
 
-* :mod:`flext_ctx_aspects.integrations.asgi` — pure ASGI middleware (FastAPI, Starlette, any
+* `flext_ctx_aspects.integrations.asgi` — pure ASGI middleware (FastAPI, Starlette, any
   ASGI app); no dependency.
-* :mod:`flext_ctx_aspects.integrations.wsgi` — WSGI middleware (Flask, Django, any WSGI app);
+* `flext_ctx_aspects.integrations.wsgi` — WSGI middleware (Flask, Django, any WSGI app);
   no dependency.
-* :mod:`flext_ctx_aspects.integrations.httpx` — outbound propagation for ``httpx`` clients
+* `flext_ctx_aspects.integrations.httpx` — outbound propagation for ``httpx`` clients
   (extra ``httpx``).
-* :mod:`flext_ctx_aspects.integrations.requests` — outbound propagation for ``requests``
+* `flext_ctx_aspects.integrations.requests` — outbound propagation for ``requests``
   sessions (extra ``requests``).
-* :mod:`flext_ctx_aspects.integrations.messaging` — message headers on publish and a fresh
+* `flext_ctx_aspects.integrations.messaging` — message headers on publish and a fresh
   scope on consume (Celery, Kafka, AMQP...); no dependency.
 """
 

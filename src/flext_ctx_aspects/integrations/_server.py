@@ -1,7 +1,7 @@
 """What the ASGI and WSGI middlewares share: options, the per-request context, the record.
 
 A request runs in a fresh context built from its headers (see
-:meth:`~flext_ctx_aspects.propagation.Extracted.snapshot`): nothing of an earlier request on
+`snapshot`): nothing of an earlier request on
 the same connection, thread or task is visible. It is timed by the machinery of ``@timed``
 (one operation record through the shared timed-block helper), with the
 method, the path (when it is clean) and the response status code in the record's metadata.

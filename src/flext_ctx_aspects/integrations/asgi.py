@@ -62,7 +62,7 @@ class FlextContextMiddleware:
             ``Settings.strict_validation``.
         trusted: Accept ``X-User-Id`` from callers (only behind a gateway that sets it);
             default ``Settings.trust_inbound_user_id``.
-        formats: Inbound formats (names or :class:`~flext_ctx_aspects.propagation.Format`).
+        formats: Inbound formats (names or `Format`).
         correlation_sources: Correlation id priority; default ``Settings.correlation_sources``.
         echo_header: Response header echoing the correlation id; None to disable.
 

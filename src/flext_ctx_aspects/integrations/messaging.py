@@ -6,7 +6,7 @@ a dict). The publisher adds the current context to the message's headers; the co
 the handling of each message in a fresh context built from them, so nothing of the previous
 message handled by the same worker thread is visible.
 
-Messages usually stay inside your own system, so :func:`inject_message` checks no
+Messages usually stay inside your own system, so `inject_message` checks no
 destination; messages to a third party's broker should not get the context (do not call it).
 
 Celery-style wiring (signal names from Celery; any framework with publish/consume hooks
@@ -98,9 +98,9 @@ def consumer(
     Args:
         headers_of: Called with the handler's arguments, returns the message headers
             (e.g. ``lambda message: message.headers``).
-        formats: As for :func:`consume_message`.
-        strict: As for :func:`consume_message`.
-        trusted: As for :func:`consume_message`.
+        formats: As for `consume_message`.
+        strict: As for `consume_message`.
+        trusted: As for `consume_message`.
 
     Returns:
         A decorator for plain and ``async`` handlers.

@@ -1,7 +1,7 @@
 """Outbound propagation for ``requests`` sessions, honouring the destination allowlist.
 
 ``requests`` has no request hook, but every request a session sends (redirects included)
-goes through a transport adapter. :class:`ContextAdapter` wraps an adapter and writes the
+goes through a transport adapter. `ContextAdapter` wraps an adapter and writes the
 current context into each request whose destination is allowed, removing propagation headers
 from the others (a redirect to another host copies the first request's headers).
 
@@ -87,7 +87,7 @@ def instrument_session(
     allowed_destinations: Iterable[str | DestinationPattern] | None = None,
     formats: Iterable[str | Format] | None = None,
 ) -> requests.Session:
-    """Wrap every adapter mounted on ``session`` in a :class:`ContextAdapter`; returns it.
+    """Wrap every adapter mounted on ``session`` in a `ContextAdapter`; returns it.
 
     Adapters mounted later are not wrapped: mount a ``ContextAdapter(your_adapter, ...)``.
     """

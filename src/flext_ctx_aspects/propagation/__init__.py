@@ -2,9 +2,9 @@
 
 ``inject`` writes the current context into a carrier (only to allowed destinations);
 ``extract`` reads and validates an inbound carrier and opens a fresh scope from it. The wire
-formats live in their own modules: :mod:`~flext_ctx_aspects.propagation.w3c` (Trace Context),
-:mod:`~flext_ctx_aspects.propagation.baggage` (Baggage) and
-:mod:`~flext_ctx_aspects.propagation.b3` (Zipkin B3). See ``docs/propagation.md``.
+formats live in their own modules: `w3c` (Trace Context),
+`baggage` (Baggage) and
+`b3` (Zipkin B3). See ``docs/propagation.md``.
 """
 
 from __future__ import annotations

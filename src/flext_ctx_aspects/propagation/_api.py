@@ -1,12 +1,12 @@
 """``inject`` and ``extract``: the propagation API over carriers, formats and the trust policy.
 
 ``extract(carrier)`` reads and validates the inbound context once and returns an
-:class:`Extracted`. A server opens a fresh scope per request from it (``with extract(...)``),
+`Extracted`. A server opens a fresh scope per request from it (``with extract(...)``),
 so nothing of the previous request on the same thread, task or keep-alive connection is
 visible; a consumer that wants the old ``set_from_context`` behaviour calls ``.apply()``.
 
 ``inject(carrier)`` writes the current context into a carrier, and only when the destination,
-if one is given, is allowed (see :mod:`flext_ctx_aspects.propagation._policy`).
+if one is given, is allowed (see `flext_ctx_aspects.propagation._policy`).
 """
 
 from __future__ import annotations
@@ -143,11 +143,11 @@ class Extracted:
     """The validated context read from one inbound carrier.
 
     Use it as a context manager to run the handling of one request or message in a fresh
-    scope (``with extract(request.headers) as correlation_id:``), or call :meth:`apply` to
+    scope (``with extract(request.headers) as correlation_id:``), or call `apply` to
     write it over the current context like ``FlextContext.Serialization.set_from_context``.
     The object is immutable; entering it directly is meant for one thread or task at a time
     (nesting is fine). To enter the same result from several threads or tasks at once, give
-    each its own :meth:`scope`.
+    each its own `scope`.
 
     Attributes:
         values: Field name -> clean value (built-in fields and custom fields).
@@ -212,7 +212,7 @@ class Extracted:
 
         Args:
             base: The state to start from (default: the current one).
-            fresh: See :meth:`scope`.
+            fresh: See `scope`.
             ensure_correlation: Generate a correlation id when none came in.
             ensure_request_id: Generate a request id when none came in.
             overrides: Field name -> value applied last (the service identity a server or
@@ -290,7 +290,7 @@ class Extracted:
 
 
 class InboundScope(_state.Scope):
-    """A scope opened from an :class:`Extracted`; built on entry, from the context then."""
+    """A scope opened from an `Extracted`; built on entry, from the context then."""
 
     __slots__ = ("_options", "extracted")
 
@@ -385,10 +385,10 @@ def extract(
         carrier: Headers: a mapping (str or bytes names, list values for repeated headers),
             a list of ``(name, value)`` pairs (ASGI), an ASGI scope, a WSGI environ, message
             headers, or anything ``getter`` reads.
-        getter: Reads ``carrier`` (:class:`~flext_ctx_aspects.typing.Getter`); the default
+        getter: Reads ``carrier`` (`Getter`); the default
             recognises the types above.
         formats: Formats to read: names among ``"flext"``, ``"tracecontext"``, ``"baggage"``,
-            ``"b3"``, ``"b3multi"``, and :class:`Format` objects. Default: ``flext``,
+            ``"b3"``, ``"b3multi"``, and `Format` objects. Default: ``flext``,
             ``tracecontext`` and ``baggage``.
         strict: Raise on any invalid value instead of dropping it with a warning; default
             ``Settings.strict_validation``.
@@ -505,12 +505,12 @@ def inject(
         carrier: A mutable mapping (dict, ``httpx.Headers``, message headers), a list of
             header pairs (``bytes`` pairs for an empty list: ASGI), or anything ``setter``
             writes.
-        setter: Writes into ``carrier`` (:class:`~flext_ctx_aspects.typing.Setter`).
-        formats: As for :func:`extract`. Default: ``flext``, ``tracecontext``, ``baggage``.
+        setter: Writes into ``carrier`` (`Setter`).
+        formats: As for `extract`. Default: ``flext``, ``tracecontext``, ``baggage``.
         destination: Where the carrier goes (URL, ``host[:port]`` or ``(scheme, host,
             port)``). When given, the context is written only if the destination matches
             ``allowed_destinations``, else the process-wide allowlist
-            (:func:`~flext_ctx_aspects.propagation.set_allowed_destinations`); otherwise
+            (`set_allowed_destinations`); otherwise
             propagation headers already in the carrier are removed and a warning names the
             host once. Without a destination, no check is made: the caller vouches for it
             (a message to your own queue).

@@ -1,12 +1,12 @@
-"""Getters and setters: how :func:`extract` and :func:`inject` read and write carrier types.
+"""Getters and setters: how `extract` and `inject` read and write carrier types.
 
 A carrier is whatever holds headers: a dict, an ASGI scope or its list of ``(bytes, bytes)``
 header pairs, a WSGI environ, a message's headers dict, ``httpx.Headers``. A getter lists and
 reads header values; a setter writes them. Both follow the
-:class:`~flext_ctx_aspects.typing.Getter` / :class:`~flext_ctx_aspects.typing.Setter`
+`Getter` / `Setter`
 Protocols, so a user carrier needs no subclassing, only two or one methods.
 
-The built-in setters also have ``delete(carrier, key)``: :func:`inject` uses it to remove
+The built-in setters also have ``delete(carrier, key)``: `inject` uses it to remove
 propagation headers a carrier already holds when the destination is not allowed (a redirect
 to another host copies the original request's headers).
 """

@@ -2,13 +2,13 @@
 
 The process-wide defaults of inbound reading (strict mode, trust of the user id, the
 correlation id sources) live here too; ``apply_settings`` pushes them down
-(:func:`set_inbound_defaults`), so nothing in propagation reads the settings.
+(`set_inbound_defaults`), so nothing in propagation reads the settings.
 
 Context headers carry correlation ids, service identity and custom fields (tenant ids...): an
-outbound call to a third party must not get them. :func:`inject` with a ``destination``, and the
+outbound call to a third party must not get them. `inject` with a ``destination``, and the
 httpx / requests integrations (which always know the destination), write headers only when the
 destination matches an allowlist: the one given to the call or the integration, else the
-process-wide one set by :func:`set_allowed_destinations`. With no allowlist at all, nothing is
+process-wide one set by `set_allowed_destinations`. With no allowlist at all, nothing is
 sent to any destination (deny by default) and a warning names the refused host (at most once
 per host every ten seconds).
 
@@ -224,7 +224,7 @@ def destination_allowed(
         destination: A URL (``https://api.internal/x``), a ``host[:port]``, or a
             ``(scheme, host, port)`` tuple as HTTP clients hold it.
         patterns: The allowlist; None uses the process-wide one
-            (:func:`set_allowed_destinations`). An empty allowlist allows nothing.
+            (`set_allowed_destinations`). An empty allowlist allows nothing.
 
     Returns:
         True when a pattern matches. A URL that cannot be parsed, or has user info tricks,
@@ -268,7 +268,7 @@ _warned_hosts: dict[str, float] = {}  # host -> when its refusal was last logged
 
 
 class DestinationsHandle:
-    """Returned by :func:`set_allowed_destinations`; restores the previous allowlist.
+    """Returned by `set_allowed_destinations`; restores the previous allowlist.
 
     Call it, or leave its ``with`` block, to put back the allowlist in force before.
     """
@@ -326,7 +326,7 @@ def allowed_destinations() -> tuple[str, ...]:
 def warn_refused(destination: object) -> None:
     """Log that context was not sent to ``destination``.
 
-    At most once per host every :data:`REFUSAL_WARNING_INTERVAL_S` seconds, naming only a
+    At most once per host every `REFUSAL_WARNING_INTERVAL_S` seconds, naming only a
     clean host name (or a hash of an unusable destination, never the raw input).
     """
     if isinstance(destination, tuple) and len(destination) == 3:

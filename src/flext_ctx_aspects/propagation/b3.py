@@ -3,9 +3,9 @@
 Pure parsers and formatters, with no I/O, logging or mutable module state. They implement
 https://github.com/openzipkin/b3-propagation (its README is the specification; "README"
 below). Parsers accept ``str`` or latin-1 ``bytes`` and raise
-:class:`~flext_ctx_aspects.errors.InvalidValueError` (header name, reason and input length;
-never the input) on invalid input. Formatters raise :class:`ValueError` on an invalid
-:class:`B3Context`, a programming error.
+`InvalidValueError` (header name, reason and input length;
+never the input) on invalid input. Formatters raise `ValueError` on an invalid
+`B3Context`, a programming error.
 
 Decisions taken where the README leaves room (each is tested):
 
@@ -20,14 +20,14 @@ Decisions taken where the README leaves room (each is tested):
 * **Debug implies accept**: "Debug is an emphasized accept decision that implies accept", so
   a debug context has ``sampled=True``. ``X-B3-Flags: 1`` wins over ``X-B3-Sampled: 0``.
 * **Sampling-only headers** (``b3: 0``, or ``X-B3-Sampled`` without ids) are valid B3, but
-  a :class:`B3Context` cannot exist without ids: the parsers raise
-  :class:`~flext_ctx_aspects.errors.InvalidValueError` with the reason
-  :data:`SAMPLING_ONLY_REASON`, which callers may test to honour the decision alone.
+  a `B3Context` cannot exist without ids: the parsers raise
+  `InvalidValueError` with the reason
+  `SAMPLING_ONLY_REASON`, which callers may test to honour the decision alone.
 * ``X-B3-Sampled`` also accepts ``true`` and ``false`` (any case): "a lenient implementation
   may accept them". ``X-B3-Flags`` accepts ``0`` and ``1`` only.
 * The single header has exactly the README's shapes: ``{TraceId}-{SpanId}``, then optionally
   ``-{SamplingState}``, then optionally ``-{ParentSpanId}``. A parent without a sampling state
-  cannot be written in that shape, so :func:`format_b3_single` omits the parent when the
+  cannot be written in that shape, so `format_b3_single` omits the parent when the
   sampling decision is deferred (the README encourages omitting it anyway).
 * Empty header values (after trimming spaces and tabs) count as absent.
 """
@@ -156,7 +156,7 @@ def parse_b3_single(value: str | bytes) -> B3Context:
 
     Raises:
         InvalidValueError: The value is not a valid ``b3`` header, or is a valid one carrying
-            only a sampling state (reason :data:`SAMPLING_ONLY_REASON`).
+            only a sampling state (reason `SAMPLING_ONLY_REASON`).
     """
     length = len(value) if isinstance(value, (str, bytes, bytearray)) else 0
     text = _to_text(B3_SINGLE_HEADER, value)
@@ -219,7 +219,7 @@ def parse_b3_multi(getter: Callable[[str], str | None]) -> B3Context:
         InvalidValueError: A header is invalid, ``X-B3-TraceId`` or ``X-B3-SpanId`` is
             missing ("The X-B3-TraceId header is required", "The X-B3-SpanId header is
             required"), or only a sampling decision is present (reason
-            :data:`SAMPLING_ONLY_REASON`). ``field`` names the offending header.
+            `SAMPLING_ONLY_REASON`). ``field`` names the offending header.
     """
     trace_text, trace_length = _header(getter, B3_TRACE_ID_HEADER)
     span_text, span_length = _header(getter, B3_SPAN_ID_HEADER)

@@ -17,7 +17,7 @@ Decisions taken where the specification leaves room (each is tested):
 
 * **An invalid list-member invalidates only itself.** §3.5: "If a system determines that the
   value of a baggage entry is not in the format defined in this specification, it MAY remove
-  that entry before propagating the baggage header". :func:`parse_baggage` drops it and keeps
+  that entry before propagating the baggage header". `parse_baggage` drops it and keeps
   the others; it raises only when nothing valid is left, or on the first invalid
   list-member when called with ``strict=True``.
 * **Invalid UTF-8 is replaced, not refused.** §3.3.1.3: "When decoding the value,
@@ -33,7 +33,7 @@ Decisions taken where the specification leaves room (each is tested):
   or concatenating values"; last-wins matches the OpenTelemetry implementations.
 * **Limits** (§3.3.2: propagate everything when there are "64 list-members or less" and
   "8192 bytes or less"; otherwise "MAY drop list-members", never "any partial list-members"):
-  see :func:`parse_baggage` and :func:`format_baggage` for the exact rules.
+  see `parse_baggage` and `format_baggage` for the exact rules.
 * Decoded values are arbitrary Unicode and may contain control characters (``%0A`` decodes to
   a line feed): escape them before writing them to a log.
 """

@@ -1,11 +1,11 @@
 """Reading and writing context as headers: the library's own, W3C Trace Context and Baggage, B3.
 
-Inbound values are untrusted. :func:`read_inbound` takes any iterable of ``(name, value)``
+Inbound values are untrusted. `read_inbound` takes any iterable of ``(name, value)``
 pairs (str or bytes, as in ASGI scopes), matches names case-insensitively, validates every
-value and returns an :class:`Inbound`: the clean values, and the problems found. Nothing here
-raises on bad input except :class:`~flext_ctx_aspects.errors.InvalidValueError` in strict mode.
+value and returns an `Inbound`: the clean values, and the problems found. Nothing here
+raises on bad input except `InvalidValueError` in strict mode.
 
-Formats (``formats=`` of :func:`read_inbound` and :func:`outbound_headers`):
+Formats (``formats=`` of `read_inbound` and `outbound_headers`):
 
 * ``"flext"`` — ``X-Correlation-Id``, ``X-Parent-Correlation-Id``, ``X-Service-Name``,
   ``X-Service-Version``, ``X-Service-Environment``, ``X-Request-Id``, ``X-Operation-Name``,
@@ -473,7 +473,7 @@ def header_problem(name: object, value: object) -> str | None:
 
 
 def safe_headers(headers: Mapping[str, object]) -> dict[str, str]:
-    """Return ``headers`` without the entries :func:`header_problem` refuses.
+    """Return ``headers`` without the entries `header_problem` refuses.
 
     Refused entries are the library's own values gone wrong (a custom format, a value set
     through an unchecked path): reported once per header through the library's logger,

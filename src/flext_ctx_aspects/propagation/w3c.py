@@ -6,9 +6,9 @@ numbers in comments and docstrings refer to that document.
 
 Parsers accept ``str`` or ``bytes`` (bytes are decoded as latin-1, as HTTP header bytes are;
 any non-ASCII character makes the value invalid) and raise
-:class:`~flext_ctx_aspects.errors.InvalidValueError` on invalid input. The error carries the
+`InvalidValueError` on invalid input. The error carries the
 header name, a short reason and the input length, never the input itself. Formatters validate
-their arguments and raise :class:`ValueError` on programming errors.
+their arguments and raise `ValueError` on programming errors.
 
 Decisions taken where the specification leaves room:
 

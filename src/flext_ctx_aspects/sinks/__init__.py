@@ -1,8 +1,8 @@
 """Sinks: where finished operation records go.
 
-A sink is any object with an ``emit(record)`` method (:class:`~flext_ctx_aspects.typing.Sink`),
-registered with :func:`add_sink`. Built in: :class:`StatsSink` (in-process statistics) and
-:class:`LoggingSink` (one log line per operation); settings switch default instances of both
+A sink is any object with an ``emit(record)`` method (`Sink`),
+registered with `add_sink`. Built in: `StatsSink` (in-process statistics) and
+`LoggingSink` (one log line per operation); settings switch default instances of both
 on and off (``Settings.sinks``).
 """
 

@@ -1,9 +1,9 @@
 """In-process statistics per operation name: count, errors, total, percentiles, max.
 
 Percentiles come from a bounded uniform sample (reservoir sampling, Algorithm R) of
-:data:`RESERVOIR_SIZE` durations per operation: exact while an operation has run fewer times
+`RESERVOIR_SIZE` durations per operation: exact while an operation has run fewer times
 than that, an unbiased estimate after. Count, errors, total, min and max are always exact.
-Memory per operation name is bounded; the number of names is capped at :data:`MAX_OPERATIONS`
+Memory per operation name is bounded; the number of names is capped at `MAX_OPERATIONS`
 (further names are counted under ``"<other>"``) so that dynamic names cannot grow it forever.
 """
 
