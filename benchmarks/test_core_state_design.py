@@ -288,7 +288,8 @@ def _record_factories() -> dict[str, Any]:
 
     from flext_ctx_aspects.records import OperationRecord
 
-    names = OperationRecord._fields
+    # The record's own values and the context snapshot (records.py).
+    names = tuple(f"field{i}" for i in range(len(OperationRecord((None,) * 9))))
     frozen = dataclasses.make_dataclass("FrozenRecord", names, frozen=True, slots=True)
     values = tuple(range(len(names)))
     new = tuple.__new__

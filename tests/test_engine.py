@@ -28,6 +28,7 @@ from flext_ctx_aspects import (
 from flext_ctx_aspects._diagnostics import internal_error_counts
 from flext_ctx_aspects._engine import aspects_of
 from flext_ctx_aspects.aspects import Advice, Call, Target, aspect
+from flext_ctx_aspects.errors import InvalidValueError
 from flext_ctx_aspects.sinks import add_sink
 from flext_ctx_aspects.testing import capture_operations
 
@@ -394,9 +395,9 @@ def test_source_errors_are_reported_at_decoration_time() -> None:
 
     with pytest.raises(TypeError, match="has no parameter 'user'"):
         request_scope(user_id=arg("user"))(body)
-    with pytest.raises(TypeError, match="non-empty str"):
+    with pytest.raises(InvalidValueError, match="empty"):
         service("")
-    with pytest.raises(ValueError, match="control characters"):
+    with pytest.raises(InvalidValueError, match="outside the allowed set"):
         service("bad\nname")
     with pytest.raises(TypeError, match="metadata keys must be str"):
         request_scope(metadata={1: "x"})  # type: ignore[dict-item]

@@ -8,8 +8,7 @@ import threading
 
 import pytest
 
-from flext_ctx_aspects import FlextContext, Settings, apply_settings, timed
-from flext_ctx_aspects import _state
+from flext_ctx_aspects import FlextContext, Settings, _state, apply_settings, timed
 from flext_ctx_aspects.fields import ContextField
 from flext_ctx_aspects.propagation import extract
 from flext_ctx_aspects.testing import capture_operations
@@ -89,7 +88,9 @@ def test_one_object_shared_by_threads_never_leaks(name: str, make: object) -> No
             if _state.get() != _state.EMPTY:
                 leaks.append(_state.get())
 
-    threads = [threading.Thread(target=contextvars.copy_context().run, args=(user,)) for _ in range(8)]
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(user,)) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

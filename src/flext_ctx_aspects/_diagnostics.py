@@ -35,6 +35,7 @@ INVALID_WARNING_INTERVAL_S = 10.0
 
 _lock = threading.Lock()
 _internal_errors: dict[tuple[str, str], int] = {}
+_unreported: set[tuple[str, str]] = set()
 _invalid_last: dict[tuple[str, str], tuple[float, int]] = {}
 
 
@@ -47,9 +48,10 @@ def report_internal_error(where: str, exc: BaseException) -> None:
     with _lock:
         seen = _internal_errors.get(key, 0)
         _internal_errors[key] = seen + 1
-    if seen:
-        return
-    with contextlib.suppress(Exception):  # a broken logging setup must not break the caller
+        if seen and key not in _unreported:
+            return
+        _unreported.add(key)
+    try:
         logger.error(
             "flext_ctx_aspects: %s failed with %s; the call went on without it. "
             "Further failures of this kind are counted but not logged.",
@@ -57,6 +59,12 @@ def report_internal_error(where: str, exc: BaseException) -> None:
             type(exc).__qualname__,
             exc_info=(type(exc), exc, exc.__traceback__),
         )
+    except Exception:  # a broken logging setup must not break the caller: try next time
+        return
+    with _lock:
+        # Marked as reported only once a log call went through, so a cause first seen
+        # while logging itself was failing is still reported later.
+        _unreported.discard(key)
 
 
 def internal_error_counts() -> dict[tuple[str, str], int]:
@@ -101,4 +109,5 @@ def reset_diagnostics() -> None:
     """Forget what was logged, so the next failure of each kind is logged again."""
     with _lock:
         _internal_errors.clear()
+        _unreported.clear()
         _invalid_last.clear()

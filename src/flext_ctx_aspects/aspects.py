@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
+from flext_ctx_aspects import _state
 from flext_ctx_aspects._advice import Advice, Call, CallableKind, Source, Target, Timing
 from flext_ctx_aspects._compile import (
     Current,
@@ -256,6 +257,29 @@ def _check_name(parameter: str, value: object, *, required: bool) -> None:
         raise ValueError(f"{parameter} must not contain control characters (got {value!r})")
 
 
+_VALIDATORS: Final = {f.name: f.validator for f in _state.FIELDS if f.validator is not None}
+
+
+def _field_value(field: str, parameter: str, value: Any, *, required: bool = False) -> Any:
+    """Return ``value`` cleaned by the field's one validator; sources pass through.
+
+    The validator is the one every other way of setting the field uses (``service_context``,
+    inbound headers), so a value accepted here is never dropped on the other side.
+
+    Raises:
+        TypeError: Not a str (nor a source), or missing when required.
+        InvalidValueError: Not a valid value for the field (non-ASCII, control characters,
+            too long, empty).
+    """
+    if value is None and not required:
+        return None
+    if isinstance(value, Source):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{parameter} must be a str (got {value!r}, a {type(value).__name__})")
+    return _VALIDATORS[field](parameter, value)
+
+
 class _Service:
     __slots__ = ("environment", "name", "version")
 
@@ -297,13 +321,20 @@ def service(
         kind: Explicit callable kind (see module docs).
 
     Raises:
-        TypeError: ``name`` is not a non-empty string or source.
-        ValueError: A value contains control characters.
+        TypeError: ``name`` is not a string or source.
+        InvalidValueError: A value is not valid for its field, as ``service_context`` and
+            inbound headers refuse it (1 to 256 visible ASCII characters, inner spaces
+            allowed; surrounding spaces are removed).
     """
-    _check_name("service name", name, required=True)
-    _check_name("service version", version, required=False)
-    _check_name("service environment", environment, required=False)
-    return _Decorator(_Service(name, version, environment), enabled, kind)
+    return _Decorator(
+        _Service(
+            _field_value("service_name", "service name", name, required=True),
+            _field_value("service_version", "service version", version),
+            _field_value("service_environment", "service environment", environment),
+        ),
+        enabled,
+        kind,
+    )
 
 
 # --- @timed -----------------------------------------------------------------------------------
@@ -451,11 +482,12 @@ def request_scope(
 
     Raises:
         TypeError: A value has the wrong type, or ``metadata`` has non-str keys.
-        ValueError: A value contains control characters.
+        InvalidValueError: A value is not valid for its field (the same rule as
+            ``request_context`` and inbound headers).
     """
-    _check_name("user_id", user_id, required=False)
-    _check_name("operation_name", operation_name, required=False)
-    _check_name("request_id", request_id, required=False)
+    user_id = _field_value("user_id", "user_id", user_id)
+    operation_name = _field_value("operation_name", "operation_name", operation_name)
+    request_id = _field_value("request_id", "request_id", request_id)
     if metadata is not None:
         if not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping (got {type(metadata).__qualname__})")

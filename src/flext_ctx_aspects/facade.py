@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from flext_ctx_aspects import _emit, _ids, _state, _trace
 from flext_ctx_aspects._diagnostics import report_internal_error
@@ -372,11 +372,19 @@ class FlextContext:
             """Add ``key: value`` to the innermost running timed operation.
 
             Outside any timed operation this does nothing (by design: instrumented code can
-            call it unconditionally).
+            call it unconditionally). A key that is not a str is the library's trouble, not
+            the caller's: it is reported once through logging and dropped.
             """
             metadata = _state.get_operation()
-            if metadata is not None:
-                metadata[key] = value
+            if metadata is None:
+                return
+            if not isinstance(cast("object", key), str):  # callers are not type-checked
+                report_internal_error(
+                    "add_operation_metadata (keys must be str)",
+                    TypeError(f"metadata key of type {type(key).__name__}"),
+                )
+                return
+            metadata[key] = value
 
         @staticmethod
         def get_operation_metadata() -> dict[str, Any]:

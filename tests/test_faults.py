@@ -1,0 +1,179 @@
+"""The library's own trouble never reaches user code; records and traces stay whole."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from flext_ctx_aspects import (
+    FlextContext,
+    Settings,
+    apply_settings,
+    service,
+    timed,
+    with_correlation,
+)
+from flext_ctx_aspects._diagnostics import internal_error_counts
+from flext_ctx_aspects.errors import ConfigError, InvalidValueError
+from flext_ctx_aspects.records import OperationRecord
+from flext_ctx_aspects.sinks import add_sink
+from flext_ctx_aspects.testing import capture_operations
+
+
+def test_sampling_keeps_or_drops_whole_traces() -> None:
+    @with_correlation
+    @timed(name="child")
+    def child() -> None: ...
+
+    @with_correlation
+    @timed(name="root")
+    def root() -> None:
+        child()
+        child()
+
+    apply_settings(Settings(sample_rate=0.5))
+    with capture_operations() as ops:
+        for _ in range(400):
+            root()
+    by_trace: dict[str | None, list[str]] = {}
+    for op in ops:
+        by_trace.setdefault(op.trace_id, []).append(op.name)
+    assert 100 < len(by_trace) < 300  # about half the traces
+    assert all(sorted(names) == ["child", "child", "root"] for names in by_trace.values())
+
+
+def test_sampling_of_non_hex_roots_is_decided_once_per_trace() -> None:
+    @timed(name="op")
+    def op() -> None: ...
+
+    apply_settings(Settings(sample_rate=0.5))
+    kept = []
+    for index in range(200):
+        with (
+            FlextContext.Correlation.new_correlation(f"order-{index}"),
+            capture_operations() as ops,
+        ):
+            for _ in range(5):
+                op()
+        kept.append(len(ops))
+    assert set(kept) == {0, 5}
+
+
+def test_a_reentrant_sink_does_not_recurse() -> None:
+    @timed(name="exporter.format")
+    def format_record(record: OperationRecord) -> str:
+        return record.name
+
+    class ExportingSink:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def emit(self, record: OperationRecord) -> None:
+            self.seen.append(format_record(record))  # instrumented code inside emit
+
+    @timed(name="user.call")
+    def user_call() -> int:
+        return 1
+
+    sink = ExportingSink()
+    with add_sink(sink):
+        assert user_call() == 1
+    assert sink.seen == ["user.call"]
+    assert internal_error_counts() == {}
+
+
+def test_a_failure_first_seen_while_logging_fails_is_reported_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class FailingSink:
+        def emit(self, record: OperationRecord) -> None:
+            raise RuntimeError("sink down")
+
+    class BrokenHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            raise OSError("disk full")
+
+        def handleError(self, record: logging.LogRecord) -> None:
+            raise OSError("disk full")
+
+    @timed(name="op")
+    def op() -> None: ...
+
+    logger = logging.getLogger("flext_ctx_aspects")
+    broken = BrokenHandler()
+    logger.addHandler(broken)
+    with add_sink(FailingSink()):
+        op()  # the log call fails: not reported yet
+        logger.removeHandler(broken)
+        with caplog.at_level(logging.ERROR, logger="flext_ctx_aspects"):
+            op()
+            op()
+    reports = [r for r in caplog.records if "FailingSink.emit" in r.getMessage()]
+    assert len(reports) == 1
+
+
+def test_unhashable_or_non_str_metadata_keys_are_dropped_and_reported() -> None:
+    @timed(name="op")
+    def op() -> str:
+        FlextContext.Performance.add_operation_metadata(["k"], 1)  # type: ignore[arg-type]
+        FlextContext.Performance.add_operation_metadata(7, 1)  # type: ignore[arg-type]
+        FlextContext.Performance.add_operation_metadata("ok", 1)
+        return "done"
+
+    with capture_operations() as ops:
+        assert op() == "done"
+    assert dict(ops[0].metadata) == {"ok": 1}
+    assert internal_error_counts()
+
+
+@pytest.mark.parametrize("bad", ["café", "x" * 5000, "", "a\r\nb"])
+def test_service_decorator_refuses_what_service_context_refuses(bad: str) -> None:
+    with pytest.raises(InvalidValueError):
+        FlextContext.Service.service_context(bad)
+    with pytest.raises(InvalidValueError):
+        service(bad)
+
+
+def test_service_decorator_strips_like_service_context() -> None:
+    @service(" padded ")
+    def name() -> str | None:
+        return FlextContext.Service.get_service_name()
+
+    with FlextContext.Service.service_context(" padded "):
+        from_context = FlextContext.Service.get_service_name()
+    assert name() == from_context == "padded"
+
+
+@pytest.mark.parametrize(
+    ("generator", "found"),
+    [(lambda: 42, "42, a int"), (lambda: "bad id\n", "outside the allowed set")],
+    ids=["int", "control-character"],
+)
+def test_id_generator_is_checked_when_configured(generator: object, found: str) -> None:
+    with pytest.raises(ConfigError, match="id_generator") as caught:
+        Settings(id_generator=generator)  # type: ignore[arg-type]
+    assert found in str(caught.value)
+
+
+def test_records_do_not_change_after_emit() -> None:
+    import asyncio
+
+    async def late() -> None:
+        await asyncio.sleep(0.01)
+        FlextContext.Performance.add_operation_metadata("late", True)
+
+    tasks: list[asyncio.Task[None]] = []
+
+    @timed(name="op")
+    async def op() -> None:
+        FlextContext.Performance.add_operation_metadata("early", True)
+        tasks.append(asyncio.create_task(late()))
+
+    async def main() -> None:
+        await op()
+        await asyncio.gather(*tasks)
+
+    with capture_operations() as ops:
+        asyncio.run(main())
+    assert dict(ops[0].metadata) == {"early": True}
