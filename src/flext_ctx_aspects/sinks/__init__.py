@@ -18,12 +18,14 @@ from flext_ctx_aspects.records import (
 )
 from flext_ctx_aspects.sinks._builtin import default_stats
 from flext_ctx_aspects.sinks.logging import LoggingSink
+from flext_ctx_aspects.sinks.queued import QueuedSink
 from flext_ctx_aspects.sinks.stats import OperationStats, StatsSink
 
 __all__ = [
     "LoggingSink",
     "OperationRecord",
     "OperationStats",
+    "QueuedSink",
     "RemoveSink",
     "StatsSink",
     "add_sink",
