@@ -20,6 +20,7 @@ from flext_ctx_aspects.sinks._builtin import default_stats
 from flext_ctx_aspects.sinks.logging import LoggingSink
 from flext_ctx_aspects.sinks.queued import QueuedSink
 from flext_ctx_aspects.sinks.stats import OperationStats, StatsSink
+from flext_ctx_aspects.sinks.tracefile import TraceFileSink, merge_trace_files
 
 __all__ = [
     "LoggingSink",
@@ -28,9 +29,11 @@ __all__ = [
     "QueuedSink",
     "RemoveSink",
     "StatsSink",
+    "TraceFileSink",
     "add_sink",
     "clear_sinks",
     "default_stats",
+    "merge_trace_files",
     "registered_sinks",
     "remove_sink",
 ]
