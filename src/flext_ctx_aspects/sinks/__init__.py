@@ -1,14 +1,18 @@
 """Sinks: where finished operation records go.
 
-A sink is any object with an ``emit(record)`` method (`Sink`),
-registered with `add_sink`. Built in: `StatsSink` (in-process statistics) and
-`LoggingSink` (one log line per operation); settings switch default instances of both
-on and off (``Settings.sinks``).
+A sink is any object with an ``emit(record)`` method (:class:`~flext_ctx_aspects.typing.Sink`),
+registered with :func:`add_sink`; an optional ``needs`` attribute (a frozenset of record field
+names) says which fields it reads. Built in: :class:`StatsSink` (statistics with 1%
+percentiles, mergeable), :class:`LoggingSink` (one log line per operation, named fields),
+:class:`TraceFileSink` (a Perfetto / Chrome trace file) and :class:`QueuedSink` (runs any sink
+on a background thread); reports (:class:`Report`) save, merge and render statistics. Settings
+switch default instances of the statistics and logging sinks on and off (``Settings.sinks``).
 """
 
 from __future__ import annotations
 
-from flext_ctx_aspects._emit import (
+from flext_ctx_aspects.records import (
+    OperationRecord,
     RemoveSink,
     add_sink,
     clear_sinks,
@@ -17,16 +21,35 @@ from flext_ctx_aspects._emit import (
 )
 from flext_ctx_aspects.sinks._builtin import default_stats
 from flext_ctx_aspects.sinks.logging import LoggingSink
+from flext_ctx_aspects.sinks.queued import QueuedSink
+from flext_ctx_aspects.sinks.report import (
+    Report,
+    load_report,
+    merge_reports,
+    render_table,
+    report_from_stats,
+    write_report,
+)
 from flext_ctx_aspects.sinks.stats import OperationStats, StatsSink
+from flext_ctx_aspects.sinks.tracefile import TraceFileSink, merge_trace_files
 
 __all__ = [
     "LoggingSink",
     "OperationStats",
+    "QueuedSink",
     "RemoveSink",
+    "Report",
     "StatsSink",
+    "TraceFileSink",
     "add_sink",
     "clear_sinks",
     "default_stats",
+    "load_report",
+    "merge_reports",
+    "merge_trace_files",
     "registered_sinks",
     "remove_sink",
+    "render_table",
+    "report_from_stats",
+    "write_report",
 ]
