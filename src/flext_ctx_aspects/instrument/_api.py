@@ -15,7 +15,6 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from flext_ctx_aspects.config import (
-    AspectSpec,
     Config,
     build_decorator,
     load_config,

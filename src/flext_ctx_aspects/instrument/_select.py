@@ -264,7 +264,8 @@ class _Walk:
                 )
                 continue
             _, attribute, qualname, binding = home
-            reason = self.refusal(function, attribute, qualname)
+            reason = "@no_instrument" if _marked(value) else None
+            reason = reason or self.refusal(function, attribute, qualname)
             if reason is not None:
                 self.skip(qualname, reason)
                 continue
