@@ -68,21 +68,21 @@ def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
 def _direct_use(code: types.CodeType, namespace: Mapping[str, Any]) -> str | None:
     for inner in _codes(code):
         names = inner.co_names
-        hit = _FRAME_NAMES.intersection(names)
-        if hit:
-            return min(hit)
+        if not _FRAME_NAMES.isdisjoint(names):
+            return min(_FRAME_NAMES.intersection(names))
         if "stack" in names and "inspect" in names:
             return "inspect.stack"
         if "stacklevel" in inner.co_varnames:
             return "stacklevel"
-        for const in inner.co_consts:
+        consts = inner.co_consts
+        for const in consts:
             # Keyword names of calls are a tuple constant (``f(x, stacklevel=2)``).
-            if isinstance(const, tuple) and "stacklevel" in const:
+            if type(const) is tuple and "stacklevel" in const:
                 return "stacklevel"
         calls_warn = "warn" in names and (
             "warnings" in names or namespace.get("warn") is warnings.warn
         )
-        if calls_warn and any(type(c) is int and c >= 2 for c in inner.co_consts):
+        if calls_warn and any(type(c) is int and c >= 2 for c in consts):
             # warnings.warn(message, category, 2): a positional stack level.
             return "warnings.warn with a stack level"
         for name in names:

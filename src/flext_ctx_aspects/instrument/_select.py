@@ -86,7 +86,6 @@ class Selected:
     Attributes:
         module: Module name.
         qualname: Qualified name in that module.
-        kind: ``"function"``, ``"coroutine"``, ``"generator"`` or ``"async_generator"``.
         binding: ``"function"``, ``"method"``, ``"classmethod"`` or ``"staticmethod"``.
         aspects: The aspects applied, outermost first.
         original: The object replaced (a function, classmethod or staticmethod).
@@ -95,11 +94,17 @@ class Selected:
 
     module: str
     qualname: str
-    kind: str
     binding: str
     aspects: tuple[AspectSpec, ...]
     original: Any = field(compare=False, repr=False)
     places: tuple[tuple[Any, str], ...] = field(compare=False, repr=False)
+
+    @property
+    def kind(self) -> str:
+        """``"function"``, ``"coroutine"``, ``"generator"`` or ``"async_generator"``."""
+        # Computed on demand: the plan shows it, the hook does not need it (the engine
+        # detects the kind itself when it wraps).
+        return detect_kind(_function_of(self.original))
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +282,6 @@ class _Walk:
                 Selected(
                     module=self.name,
                     qualname=qualname,
-                    kind=detect_kind(function),
                     binding=binding,
                     aspects=aspects,
                     original=value,
