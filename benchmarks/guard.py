@@ -390,15 +390,20 @@ def evaluate(
     return outcomes
 
 
+def _ms(value: float) -> str:
+    # Import times are tens of milliseconds; per-function costs are microseconds.
+    return f"{value:.1f} ms" if abs(value) >= 1 else f"{value:.3g} ms"
+
+
 def _violation(limit: Limit, outcome: Outcome, mode: str) -> str:
     parts = outcome.parts
     value = outcome.value if outcome.value is not None else float("nan")
     if limit.kind == "difference_ms":
         detail = (
-            f"{limit.subject} {parts['subject'] / 1e6:.1f} ms - {limit.reference} "
-            f"{parts['reference'] / 1e6:.1f} ms"
+            f"{limit.subject} {_ms(parts['subject'] / 1e6)} - {limit.reference} "
+            f"{_ms(parts['reference'] / 1e6)}"
         )
-        measured = f"{value:.1f} ms"
+        measured = _ms(value)
         bound = f"{outcome.threshold:g} ms"
     else:
         detail = (

@@ -121,7 +121,7 @@ def _value_text(outcome: Outcome, statistic: str) -> str:
     if value is None:
         return "n/a"
     if limit.kind == "difference_ms":
-        return f"{value:.1f} ms"
+        return f"{value:.1f} ms" if abs(value) >= 1 else f"{value:.3g} ms"
     if 0 < value < 0.5:  # a ratio against a much slower peer: say how many times less
         return f"{value:.3f} ({1 / value:.0f}x less)"
     return f"{value:.2f}x"

@@ -108,6 +108,11 @@ HEALTHY: dict[str, float] = {
     "test_propagation[otel_extract]": 13000,
     "test_import[dependencies]": 100e6,
     "test_import[flext_ctx_aspects]": 112e6,
+    "test_instrument_import[bare]": 5000,
+    "test_instrument_import[instrumented]": 12000,
+    "test_filtered_call[bare]": 45,
+    "test_filtered_call[timed]": 760,
+    "test_filtered_call[instrumented_filtered]": 800,
 }
 IDENTITY = {"test_disabled[decoration_timed]", "test_disabled[decoration_fused]"}
 CALLS = 1000

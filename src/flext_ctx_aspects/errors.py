@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ConfigWarning",
     "FlextContextError",
     "InvalidValueError",
     "ResultError",
@@ -34,6 +35,13 @@ class ConfigError(FlextContextError, ValueError):
         self.expected = expected
         self.got = got
         super().__init__(f"`{key}` in {source} must be {expected} (got {got})")
+
+
+class ConfigWarning(UserWarning):
+    """A valid configuration entry that cannot take effect (refused in strict mode).
+
+    For example an ``include`` glob that matches no importable module.
+    """
 
 
 class InvalidValueError(FlextContextError, ValueError):

@@ -11,8 +11,7 @@ switch default instances of the statistics and logging sinks on and off (``Setti
 
 from __future__ import annotations
 
-from flext_ctx_aspects.records import (
-    OperationRecord,
+from flext_ctx_aspects._emit import (
     RemoveSink,
     add_sink,
     clear_sinks,

@@ -1,0 +1,134 @@
+"""Which functions look at their caller's frame (and would see the wrapper's instead).
+
+A wrapper adds one Python frame between a function and its caller. A function that reads
+``sys._getframe(1)``, ``inspect.currentframe().f_back``, ``inspect.stack()``, or passes
+``stacklevel=`` to ``warnings.warn`` or to a logging call would then report the wrapper as
+its caller. Such functions are found by scanning their code objects (and the code of their
+nested functions, lambdas and comprehensions) for the names these operations use, and by
+following calls to functions of the same module that do. They are never wrapped; the plan
+lists them as "frame-sensitive".
+
+Not detectable this way: a stack level passed positionally through a variable, or frames
+reached through an object of another module. A positional ``warnings.warn(msg, cat, 2)`` is
+caught by its constant.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import traceback
+import types
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+__all__ = ["frame_use"]
+
+# Attribute and global names whose use means the code walks frames.
+_FRAME_NAMES: Final = frozenset(
+    {
+        "_getframe",
+        "_getframemodulename",
+        "currentframe",
+        "f_back",
+        "getouterframes",
+        "getinnerframes",
+        "getframeinfo",
+        "extract_stack",
+        "format_stack",
+        "print_stack",
+        "walk_stack",
+        "findCaller",
+        "stacklevel",
+    }
+)
+_FRAME_FUNCTIONS: Final = frozenset(
+    id(function)
+    for function in (
+        sys._getframe,
+        inspect.currentframe,
+        inspect.stack,
+        inspect.getouterframes,
+        traceback.extract_stack,
+        traceback.print_stack,
+        traceback.format_stack,
+        traceback.walk_stack,
+    )
+)
+
+
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _codes(const)
+
+
+def _direct_use(code: types.CodeType, namespace: Mapping[str, Any]) -> str | None:
+    for inner in _codes(code):
+        names = inner.co_names
+        if not _FRAME_NAMES.isdisjoint(names):
+            return min(_FRAME_NAMES.intersection(names))
+        if "stack" in names and "inspect" in names:
+            return "inspect.stack"
+        if "stacklevel" in inner.co_varnames:
+            return "stacklevel"
+        consts = inner.co_consts
+        for const in consts:
+            # Keyword names of calls are a tuple constant (``f(x, stacklevel=2)``).
+            if type(const) is tuple and "stacklevel" in const:
+                return "stacklevel"
+        calls_warn = "warn" in names and (
+            "warnings" in names or namespace.get("warn") is warnings.warn
+        )
+        if calls_warn and any(type(c) is int and c >= 2 for c in consts):
+            # warnings.warn(message, category, 2): a positional stack level.
+            return "warnings.warn with a stack level"
+        for name in names:
+            if id(namespace.get(name)) in _FRAME_FUNCTIONS:
+                return name
+    return None
+
+
+def frame_use(
+    function: types.FunctionType,
+    namespace: Mapping[str, Any],
+    memo: dict[int, str | None] | None = None,
+) -> str | None:
+    """What makes ``function`` frame-sensitive, or None.
+
+    Args:
+        function: The function to scan.
+        namespace: Its module's globals (aliases such as ``from sys import _getframe as f``,
+            and helpers of the same module it calls).
+        memo: Results by ``id(code)`` shared across one module's scan.
+
+    Returns:
+        A short description ("_getframe", "stacklevel", "calls frame-sensitive helper") or
+        None when nothing was found.
+    """
+    memo = {} if memo is None else memo
+    code = function.__code__
+    key = id(code)
+    if key in memo:
+        return memo[key]
+    memo[key] = None  # recursion guard for mutually recursive helpers
+    found = _direct_use(code, namespace)
+    if found is None:
+        module = function.__module__
+        for inner in _codes(code):
+            for name in inner.co_names:
+                helper = namespace.get(name)
+                if (
+                    isinstance(helper, types.FunctionType)
+                    and helper is not function
+                    and helper.__module__ == module
+                    and frame_use(helper, namespace, memo) is not None
+                ):
+                    found = f"calls frame-sensitive {name}()"
+                    break
+            if found is not None:
+                break
+    memo[key] = found
+    return found

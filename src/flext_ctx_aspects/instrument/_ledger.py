@@ -1,0 +1,100 @@
+"""The ledger: every attribute an instrumentation replaced, so it can be put back exactly.
+
+Each entry is ``(owner, attribute, original, wrapper)``. Undoing restores the original
+object (the same object, not an equal one) only where the wrapper is still in place: an
+attribute replaced since (``mock.patch``, a reload, user code) is left alone. Afterwards
+every wrapper is *released*: its class becomes :class:`_Released`, whose calls go straight to
+the original, so references to wrappers that escaped (``handler = module.func`` taken while
+instrumented) keep working without recording anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Final, NamedTuple
+
+from flext_ctx_aspects._engine import AspectWrapper
+
+__all__ = ["Ledger"]
+
+_MISSING: Final = object()
+# The object.__class__ setter itself: wrapt proxies forward ``__class__`` to what they wrap.
+_set_class: Final = object.__dict__["__class__"].__set__
+
+
+class _Released(AspectWrapper):
+    """A wrapper whose instrumentation was undone: a pure pass-through to the original."""
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return self.__wrapped__(*args, **kwargs)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        wrapped = self.__wrapped__
+        get = getattr(type(wrapped), "__get__", None)
+        return wrapped if get is None else get(wrapped, instance, owner)
+
+
+class _Entry(NamedTuple):
+    owner: Any
+    attribute: str
+    original: Any
+    wrapper: Any
+
+
+class Ledger:
+    """The replacements of one instrumentation (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[_Entry] = []
+        self._wrappers: dict[int, Any] = {}  # id(wrapper) -> wrapper
+        self._by_original: dict[int, Any] = {}  # id(original) -> wrapper
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def owns(self, obj: Any) -> bool:
+        """Whether ``obj`` is a wrapper this ledger put in place."""
+        return id(obj) in self._wrappers and self._wrappers[id(obj)] is obj
+
+    def wrapper_for(self, original: Any) -> Any | None:
+        """The wrapper already made for ``original`` (None if there is none)."""
+        # Originals stay alive in the entries, so their ids are not reused.
+        return self._by_original.get(id(original))
+
+    def replace(self, owner: Any, attribute: str, original: Any, wrapper: Any) -> None:
+        """Put ``wrapper`` in place of ``original`` as ``owner.attribute``, and record it."""
+        with self._lock:
+            setattr(owner, attribute, wrapper)
+            self._entries.append(_Entry(owner, attribute, original, wrapper))
+            self._wrappers[id(wrapper)] = wrapper
+            self._by_original[id(original)] = wrapper
+
+    def originals(self) -> dict[int, tuple[Any, Any]]:
+        """``id(original) -> (original, wrapper)`` of every replacement made."""
+        with self._lock:
+            return {id(entry.original): (entry.original, entry.wrapper) for entry in self._entries}
+
+    def restore(self) -> tuple[int, int]:
+        """Put every original back where its wrapper still is; release every wrapper.
+
+        Returns:
+            ``(restored, left)``: attributes restored, and attributes left alone because
+            something else replaced the wrapper since.
+        """
+        with self._lock:
+            entries, self._entries = self._entries, []
+            wrappers, self._wrappers = self._wrappers, {}
+            self._by_original = {}
+        restored = left = 0
+        for entry in reversed(entries):
+            current = vars(entry.owner).get(entry.attribute, _MISSING)
+            if current is entry.wrapper:
+                setattr(entry.owner, entry.attribute, entry.original)
+                restored += 1
+            else:
+                left += 1
+        for wrapper in wrappers.values():
+            if type(wrapper) is not _Released and isinstance(wrapper, AspectWrapper):
+                _set_class(wrapper, _Released)
+        return restored, left
