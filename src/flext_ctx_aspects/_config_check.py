@@ -1,9 +1,9 @@
 """Checks of configuration values, each refusal naming file, key path, expected and found.
 
-Used by :mod:`flext_ctx_aspects.config`.
+Used by `flext_ctx_aspects.config`.
 
 A "where" is the file and the table, as users write them: ``pyproject.toml
-[tool.flext_ctx_aspects.instrument]``; with the key, a :class:`ConfigError` reads
+[tool.flext_ctx_aspects.instrument]``; with the key, a `ConfigError` reads
 "`include` in pyproject.toml [tool.flext_ctx_aspects.instrument] must be a list of module
 globs (got 'shop', a str)".
 """
@@ -55,7 +55,7 @@ class Where:
         return Where(self.file, f"{self.table}.{name}")
 
     def error(self, key: str, expected: str, got: str) -> ConfigError:
-        """A :class:`ConfigError` for ``key`` of this table."""
+        """A `ConfigError` for ``key`` of this table."""
         return ConfigError(str(self), key, expected, got)
 
 

@@ -1,4 +1,4 @@
-"""The configuration's frozen, slotted data classes (see :mod:`flext_ctx_aspects.config`)."""
+"""The configuration's frozen, slotted data classes (see `flext_ctx_aspects.config`)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class AspectSpec:
     """One aspect by its configuration name, with its options.
 
     Attributes:
-        name: A key of :data:`flext_ctx_aspects.aspects.ASPECTS` (``"timed"``, ...).
+        name: A key of `flext_ctx_aspects.aspects.ASPECTS` (``"timed"``, ...).
         options: Keyword arguments of that decorator factory (``min_duration_ms=5``).
     """
 
@@ -174,7 +174,7 @@ class Config:
         return data
 
     def to_json(self) -> str:
-        """The JSON form, read back by :func:`config_from_json` (source included)."""
+        """The JSON form, read back by `config_from_json` (source included)."""
         # Not sorted: the order of aspects is their nesting order.
         return json.dumps({"source": self.source, "config": self.as_dict()})
 

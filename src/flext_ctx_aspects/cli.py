@@ -8,7 +8,7 @@ Verbs:
 * ``check-config FILE``: validate a configuration and print it resolved (JSON).
 
 Exit status: 0 when all went well, 2 on a usage or configuration error (the message on
-stderr). Each verb is one :class:`Verb` in :data:`VERBS`; adding a verb is adding one.
+stderr). Each verb is one `Verb` in `VERBS`; adding a verb is adding one.
 """
 
 from __future__ import annotations

@@ -3,15 +3,15 @@
 Read from ``pyproject.toml`` (the ``[tool.flext_ctx_aspects]`` tables) or a standalone TOML file
 holding the same tables at its top level (``[instrument]``, ``[service]``, ...), or given as a
 mapping of those tables. ``FLEXT_CTX_CONFIG`` names the file when none is given. The common
-switches can be overridden from the environment (:data:`ENVIRONMENT_OVERRIDES`).
+switches can be overridden from the environment (`ENVIRONMENT_OVERRIDES`).
 
 Everything is checked before anything runs: an unknown key (with "did you mean"), a value of
 the wrong type, a bad glob, an unknown aspect or aspect option is a
-:class:`~flext_ctx_aspects.errors.ConfigError` naming the file, the table, the key, what was
-expected and what was found. Nothing is read at import time: only :func:`load_config`
+`ConfigError` naming the file, the table, the key, what was
+expected and what was found. Nothing is read at import time: only `load_config`
 (called by ``instrument()`` and the CLI) reads files and the environment.
 
-The resolved configuration has a JSON form (:meth:`Config.to_json`, :func:`config_from_json`)
+The resolved configuration has a JSON form (`Config.to_json`, `config_from_json`)
 so a parent process can hand it to its children in one environment variable, and the
 children never parse TOML again.
 """
@@ -181,7 +181,7 @@ def _from_file(path: Path) -> Config:
 
 
 def config_from_mapping(tables: Mapping[str, Any], source: str, *, root: str = _ROOT) -> Config:
-    """Validate ``tables`` (the ``[tool.flext_ctx_aspects]`` content) into a :class:`Config`.
+    """Validate ``tables`` (the ``[tool.flext_ctx_aspects]`` content) into a `Config`.
 
     Args:
         tables: The tables as TOML parses them (``{"instrument": {...}, ...}``).
@@ -429,7 +429,7 @@ def _with_environment(config: Config, env: Mapping[str, str]) -> Config:
 
 
 def config_from_json(text: str) -> Config:
-    """Rebuild a :class:`Config` from :meth:`Config.to_json` (validated again, no TOML).
+    """Rebuild a `Config` from `Config.to_json` (validated again, no TOML).
 
     Raises:
         ConfigError: The text is not the JSON form of a configuration.

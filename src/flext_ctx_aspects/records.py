@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from flext_ctx_aspects import _state, _trace
 
-__all__ = ["EMPTY_MAPPING", "OperationRecord", "RecordKind", "Status", "utc_datetime"]
+__all__ = [
+    "EMPTY_MAPPING",
+    "FIELD_NAMES",
+    "OperationRecord",
+    "RecordKind",
+    "Status",
+    "utc_datetime",
+]
 
 Status = Literal["ok", "error"]
 RecordKind = Literal["function", "coroutine", "generator", "async_generator", "block"]
@@ -43,6 +50,15 @@ _OWN_FIELDS: Final = (
     "body_duration_ns",
     "kind",
 )
+
+
+FIELD_NAMES: Final = (
+    *_OWN_FIELDS,
+    *(f.name for f in _state.PUBLIC_FIELDS),
+    "span_id",
+    "fields",
+)
+"""Every field a record exposes, for sinks that declare what they read (``needs``)."""
 
 
 def utc_datetime(wall_ns: int) -> datetime:

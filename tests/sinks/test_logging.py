@@ -19,7 +19,7 @@ try:
 except ImportError:  # python-json-logger < 3
     from pythonjsonlogger.jsonlogger import JsonFormatter  # type: ignore[no-redef]
 
-from flext_ctx_aspects import _state, add_sink, service, timed, with_correlation
+from flext_ctx_aspects import _state, service, timed, with_correlation
 from flext_ctx_aspects.facade import FlextContext
 from flext_ctx_aspects.integrations.logging import (
     LOG_FIELDS,
@@ -29,7 +29,7 @@ from flext_ctx_aspects.integrations.logging import (
 )
 from flext_ctx_aspects.integrations.structlog import ContextFields, add_context_fields
 from flext_ctx_aspects.records import OperationRecord
-from flext_ctx_aspects.sinks import LoggingSink
+from flext_ctx_aspects.sinks import LoggingSink, add_sink
 from flext_ctx_aspects.sinks._logfields import escape
 
 HOSTILE = "abc\r\n2026-01-01 INFO root [admin svc] forged line\x1b[31m\u2028x\\"

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from flext_ctx_aspects import add_sink, timed
+from flext_ctx_aspects import timed
 from flext_ctx_aspects.errors import ConfigError
 from flext_ctx_aspects.records import OperationRecord
-from flext_ctx_aspects.sinks import QueuedSink, StatsSink
+from flext_ctx_aspects.sinks import QueuedSink, StatsSink, add_sink
 from flext_ctx_aspects.testing import RecordingSink
 
 

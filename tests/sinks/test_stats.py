@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flext_ctx_aspects import add_sink, timed
+from flext_ctx_aspects import timed
 from flext_ctx_aspects.errors import ConfigError
 from flext_ctx_aspects.records import OperationRecord
-from flext_ctx_aspects.sinks import StatsSink
+from flext_ctx_aspects.sinks import StatsSink, add_sink
 from flext_ctx_aspects.sinks._sketch import _MAPPING, BIN_LIMIT, MAX_KEY, Digest, bin_key
 from flext_ctx_aspects.sinks.stats import OVERFLOW_NAME, PERCENTILES
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from flext_ctx_aspects import FlextContext, add_sink, service, timed, with_correlation
+from flext_ctx_aspects import FlextContext, service, timed, with_correlation
 from flext_ctx_aspects.errors import ConfigError
-from flext_ctx_aspects.sinks import TraceFileSink, merge_trace_files
+from flext_ctx_aspects.sinks import TraceFileSink, add_sink, merge_trace_files
 from flext_ctx_aspects.sinks._tracecheck import (
     TraceFormatError,
     check_trace,

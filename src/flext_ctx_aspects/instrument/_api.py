@@ -56,7 +56,7 @@ def no_instrument(obj: T) -> T:
 
 
 class Instrumentation:
-    """The handle :func:`instrument` returns: call it, ``.uninstrument()`` it, or use ``with``.
+    """The handle `instrument` returns: call it, ``.uninstrument()`` it, or use ``with``.
 
     Attributes:
         config: The validated configuration in force.
@@ -101,7 +101,7 @@ class Instrumentation:
         return answer
 
     def instrument_loaded(self, module: types.ModuleType) -> int:
-        """Wrap what :func:`select_module` selects in ``module``; return how many."""
+        """Wrap what `select_module` selects in ``module``; return how many."""
         plan = select_module(module, self.config, _hook.is_ours)
         for entry in plan.selected:
             self._wrap(entry)
@@ -241,7 +241,7 @@ def instrument(
     Args:
         config: A path to ``pyproject.toml`` or a standalone TOML file, the same tables as a
             mapping (``{"instrument": {"include": [...], "aspects": [...]}}``), a validated
-            :class:`~flext_ctx_aspects.config.Config`, or None for the file named by
+            `Config`, or None for the file named by
             ``FLEXT_CTX_CONFIG``.
 
     Returns:

@@ -3,7 +3,7 @@
 Each entry is ``(owner, attribute, original, wrapper)``. Undoing restores the original
 object (the same object, not an equal one) only where the wrapper is still in place: an
 attribute replaced since (``mock.patch``, a reload, user code) is left alone. Afterwards
-every wrapper is *released*: its class becomes :class:`_Released`, whose calls go straight to
+every wrapper is *released*: its class becomes `_Released`, whose calls go straight to
 the original, so references to wrappers that escaped (``handler = module.func`` taken while
 instrumented) keep working without recording anything.
 """

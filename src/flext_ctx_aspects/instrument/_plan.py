@@ -4,7 +4,7 @@ The modules are found as the hook would meet them: those named with ``--import``
 literal part of each ``include`` glob are imported (their top-level code runs, as in any
 import), and the submodules of packages named by a glob (``shop.*``) are discovered with
 ``pkgutil`` and imported when the configuration wants them. Each wanted module then goes
-through the same :func:`~flext_ctx_aspects.instrument._select.select_module` as the hook.
+through the same `select_module` as the hook.
 Nothing is wrapped or replaced.
 """
 

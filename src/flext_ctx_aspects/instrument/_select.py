@@ -118,7 +118,7 @@ class Skipped:
 
 @dataclass(slots=True)
 class ModulePlan:
-    """What :func:`select_module` decided for one module."""
+    """What `select_module` decided for one module."""
 
     module: str
     selected: list[Selected] = field(default_factory=list)
@@ -330,7 +330,7 @@ def select_module(
     """Decide what to wrap in ``module``; change nothing.
 
     Args:
-        module: An imported module (its name must pass :func:`module_refusal`).
+        module: An imported module (its name must pass `module_refusal`).
         config: The configuration.
         ours: Tells whether an object is a wrapper an active instrumentation put in place.
 

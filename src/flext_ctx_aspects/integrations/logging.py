@@ -1,6 +1,6 @@
 """Context fields on every standard ``logging`` record: a filter and a one-line setup.
 
-``enable_log_context()`` puts the current :data:`LOG_FIELDS` (correlation id, parent id,
+``enable_log_context()`` puts the current `LOG_FIELDS` (correlation id, parent id,
 trace id, service name and version, request id, user id, operation name) on every record that
 reaches the root logger's handlers, so ``%(correlation_id)s`` works in any format string and
 JSON formatters (python-json-logger) emit them as keys. Unset fields read ``"-"`` (never
@@ -32,10 +32,10 @@ LOG_FORMAT: Final = (
 
 
 class ContextFilter(logging.Filter):
-    """Adds the current context's :data:`LOG_FIELDS` to each record; never drops a record.
+    """Adds the current context's `LOG_FIELDS` to each record; never drops a record.
 
     A field the record already has (passed with ``extra=``, or set by another filter, such as
-    :class:`~flext_ctx_aspects.sinks.LoggingSink`'s fields from its operation record) is kept.
+    `LoggingSink`'s fields from its operation record) is kept.
 
     Args:
         missing: The text of a field the context has no value for.
@@ -55,7 +55,7 @@ class ContextFilter(logging.Filter):
 
 
 class LogContextHandle:
-    """Undo handle of :func:`enable_log_context`: call it or use it as a context manager."""
+    """Undo handle of `enable_log_context`: call it or use it as a context manager."""
 
     def __init__(self, filter_: ContextFilter, targets: list[logging.Filterer]) -> None:
         self.filter = filter_
@@ -77,7 +77,7 @@ class LogContextHandle:
 def enable_log_context(
     logger: logging.Logger | str | None = None, *, missing: str = MISSING
 ) -> LogContextHandle:
-    """Add a :class:`ContextFilter` to every handler of ``logger`` (default: the root logger).
+    """Add a `ContextFilter` to every handler of ``logger`` (default: the root logger).
 
     Handler filters see every record the handler writes, including those propagated from
     child loggers (a logger's own filters do not). The filter is also added to ``logger``

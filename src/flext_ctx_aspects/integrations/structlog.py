@@ -8,7 +8,7 @@ Example::
     structlog.configure(processors=[add_context_fields, structlog.processors.JSONRenderer()])
 
 Keys the event already has are kept; unset fields read ``"-"``; values are escaped (see
-:func:`flext_ctx_aspects.sinks._logfields.escape`).
+`flext_ctx_aspects.sinks._logfields.escape`).
 """
 
 from __future__ import annotations

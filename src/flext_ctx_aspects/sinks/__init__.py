@@ -1,11 +1,11 @@
 """Sinks: where finished operation records go.
 
-A sink is any object with an ``emit(record)`` method (:class:`~flext_ctx_aspects.typing.Sink`),
-registered with :func:`add_sink`; an optional ``needs`` attribute (a frozenset of record field
-names) says which fields it reads. Built in: :class:`StatsSink` (statistics with 1%
-percentiles, mergeable), :class:`LoggingSink` (one log line per operation, named fields),
-:class:`TraceFileSink` (a Perfetto / Chrome trace file) and :class:`QueuedSink` (runs any sink
-on a background thread); reports (:class:`Report`) save, merge and render statistics. Settings
+A sink is any object with an ``emit(record)`` method (`Sink`),
+registered with `add_sink`; an optional ``needs`` attribute (a frozenset of record field
+names) says which fields it reads. Built in: `StatsSink` (statistics with 1%
+percentiles, mergeable), `LoggingSink` (one log line per operation, named fields),
+`TraceFileSink` (a Perfetto / Chrome trace file) and `QueuedSink` (runs any sink
+on a background thread); reports (`Report`) save, merge and render statistics. Settings
 switch default instances of the statistics and logging sinks on and off (``Settings.sinks``).
 """
 

@@ -1,7 +1,7 @@
 r"""The context fields put on log lines, read from the current context, and their escaping.
 
-:data:`LOG_FIELDS` is the one list of names the logging filter, the structlog processor and
-:class:`~flext_ctx_aspects.sinks.LoggingSink` use. Values are escaped with :func:`escape` so
+`LOG_FIELDS` is the one list of names the logging filter, the structlog processor and
+`LoggingSink` use. Values are escaped with `escape` so
 that no id, however hostile, can start a new log line or smuggle terminal control sequences:
 every character outside printable ASCII-safe text (CR, LF, other C0/C1 controls, DEL, line and
 paragraph separators) becomes a visible ``\\xNN`` / ``\\uNNNN`` escape, and a backslash becomes
@@ -13,23 +13,13 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from flext_ctx_aspects import _state
-from flext_ctx_aspects._compile import w3c_trace_id
+from flext_ctx_aspects import _state, _trace
 
 __all__ = ["LOG_FIELDS", "MISSING", "current_log_fields", "escape"]
 
-# (log attribute name, snapshot slot). The names are the built-in context fields'.
-_SLOTS: Final = (
-    ("correlation_id", _state.CORRELATION_ID),
-    ("parent_correlation_id", _state.PARENT_CORRELATION_ID),
-    ("trace_id", _state.TRACE_ID),
-    ("service_name", _state.SERVICE_NAME),
-    ("service_version", _state.SERVICE_VERSION),
-    ("request_id", _state.REQUEST_ID),
-    ("user_id", _state.USER_ID),
-    ("operation_name", _state.OPERATION_NAME),
-)
-LOG_FIELDS: Final[tuple[str, ...]] = tuple(name for name, _ in _SLOTS)
+# (log attribute name, snapshot slot): the built-in fields the field table marks for logs.
+_SLOTS: Final = tuple((name, _state.FIELD_SLOTS[name]) for name in _state.LOG_FIELDS)
+LOG_FIELDS: Final[tuple[str, ...]] = _state.LOG_FIELDS
 MISSING: Final = "-"
 """What a field reads when the context has no value for it."""
 
@@ -51,7 +41,7 @@ def escape(value: object) -> str:
 
 
 def current_log_fields(missing: str | None = MISSING) -> dict[str, str]:
-    """Return the current context's :data:`LOG_FIELDS`, escaped.
+    """Return the current context's `LOG_FIELDS`, escaped.
 
     Args:
         missing: The value of an unset field; None leaves unset fields out.
@@ -64,7 +54,7 @@ def current_log_fields(missing: str | None = MISSING) -> dict[str, str]:
             if missing is not None:
                 out[name] = missing
         elif slot == _state.TRACE_ID:
-            out[name] = w3c_trace_id(value)
+            out[name] = _trace.trace_id_of(snapshot) or missing or ""
         else:
             out[name] = escape(value)
     return out

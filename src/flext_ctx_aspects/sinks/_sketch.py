@@ -1,14 +1,14 @@
 """The per-operation digest behind statistics and reports: exact counters plus a DDSketch.
 
-A :class:`Digest` holds, for one operation name, the exact count, errors, total, min and max,
+A `Digest` holds, for one operation name, the exact count, errors, total, min and max,
 and the bins of a DDSketch (``ddsketch.LogarithmicMapping`` with relative accuracy
-:data:`RELATIVE_ACCURACY`, 1%). The bins are a dense ``array('Q')`` indexed by bin key, so
+`RELATIVE_ACCURACY`, 1%). The bins are a dense ``array('Q')`` indexed by bin key, so
 adding a duration costs one logarithm and one array increment, where ``DDSketch.add`` costs
 ~960 ns here; the key mapping and the quantiles are the library's (the bins are handed to a
 ``ddsketch`` sketch when quantiles are asked for), and merging sums bins key by key, exactly.
 
-Durations are integers in nanoseconds: key 0 holds 1 ns, key :data:`MAX_KEY` 2**63 ns (292
-years), so a digest never holds more than :data:`BIN_LIMIT` = ``MAX_KEY + 1`` bins of 8 bytes
+Durations are integers in nanoseconds: key 0 holds 1 ns, key `MAX_KEY` 2**63 ns (292
+years), so a digest never holds more than `BIN_LIMIT` = ``MAX_KEY + 1`` bins of 8 bytes
 (~17.5 KB; a workload spanning three decades uses ~350 bins, 2.8 KB) and never has to collapse
 bins: the 1% bound holds at every quantile. Zero durations are counted apart (``zero_count``),
 as DDSketch does.
@@ -87,7 +87,7 @@ class Digest:
     def add_key(self, key: int, weight: int) -> None:
         """Add ``weight`` to bin ``key``, growing the dense bin range to hold it.
 
-        The range never exceeds :data:`BIN_LIMIT` bins: past it, the lowest bins would collapse
+        The range never exceeds `BIN_LIMIT` bins: past it, the lowest bins would collapse
         into the lowest kept one (``ddsketch``'s ``CollapsingLowestDenseStore`` rule); with
         the limit at every possible key, that never happens to real durations.
         """
@@ -163,7 +163,7 @@ class Digest:
         """Return the durations at ``fractions`` (0..1), within 1% of the exact values.
 
         The value at fraction ``q`` approximates the ``floor(q * (count - 1))``-th smallest
-        duration (0-based) to within :data:`RELATIVE_ACCURACY`, clamped to [min, max] (both
+        duration (0-based) to within `RELATIVE_ACCURACY`, clamped to [min, max] (both
         exact).
         """
         if self.count == 0:
@@ -201,7 +201,7 @@ class Digest:
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Digest:
-        """Rebuild a digest from :meth:`to_json` output.
+        """Rebuild a digest from `to_json` output.
 
         Raises:
             ConfigError: ``data`` is not that form (``where`` names the file and entry).

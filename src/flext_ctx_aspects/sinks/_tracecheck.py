@@ -1,4 +1,4 @@
-"""A validator of the Chrome Trace Event / Perfetto JSON files :mod:`.tracefile` writes.
+"""A validator of the Chrome Trace Event / Perfetto JSON files `.tracefile` writes.
 
 The ``perfetto`` wheel downloads its trace processor at run time, so it cannot check files
 offline; this module checks what the viewers need from the subset of the format we produce
@@ -7,7 +7,7 @@ offline; this module checks what the viewers need from the subset of the format 
 * the top level is ``{"traceEvents": [...]}`` (or a bare list of events);
 * every event has a string ``name`` and ``ph``, integer ``pid`` and ``tid``, and, except
   metadata (``M``) events, a finite, non-negative ``ts`` in **microseconds** (a ``ts`` above
-  :data:`MAX_TS_US` is taken for nanoseconds written as microseconds);
+  `MAX_TS_US` is taken for nanoseconds written as microseconds);
 * ``X`` (complete) events have a non-negative ``dur``; on each (pid, tid) track they are in
   non-decreasing ``ts`` order and properly nested (a slice that starts inside another ends
   inside it: Perfetto drops slices that overlap partially);
@@ -183,7 +183,7 @@ def _check_nesting(slices: list[tuple[float, float, int]], problems: list[str]) 
 
 
 def check_trace(data: Any, source: str = "trace") -> None:
-    """Raise :class:`TraceFormatError` listing every problem of a loaded trace."""
+    """Raise `TraceFormatError` listing every problem of a loaded trace."""
     problems = trace_problems(data)
     if problems:
         raise TraceFormatError(source, problems)

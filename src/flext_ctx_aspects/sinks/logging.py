@@ -16,14 +16,14 @@ class LoggingSink:
 
     The line reads ``operation <name> ok 1.234 ms correlation=<id> service=<name>``, and the
     record carries named fields for structured handlers and format strings: the context's
-    :data:`~flext_ctx_aspects.sinks._logfields.LOG_FIELDS` as they were when the operation ran
+    `LOG_FIELDS` as they were when the operation ran
     (``correlation_id``, ``trace_id``, ``service_name``...), plus ``timed_name``,
     ``duration_ms``, ``duration_ns``, ``status``, ``error_type`` and ``kind``; the whole
     record is attached as ``extra={"operation": record}``. Every text value is escaped: an id
     holding CR/LF cannot forge a line. Failed operations are logged at WARNING, the others
     at ``level``.
 
-    Writing a line is I/O: wrap the sink in a :class:`~flext_ctx_aspects.sinks.QueuedSink` to
+    Writing a line is I/O: wrap the sink in a `QueuedSink` to
     keep it off the instrumented call's path (the fields come from the record, so they are
     right on the flusher thread too).
     """

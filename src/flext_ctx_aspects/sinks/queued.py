@@ -1,10 +1,10 @@
 """Keep a slow sink off the caller's path: a bounded queue drained by a background thread.
 
-:class:`QueuedSink` wraps any sink. ``emit`` appends the record to a bounded queue and
+`QueuedSink` wraps any sink. ``emit`` appends the record to a bounded queue and
 returns (a ``deque.append``, no lock, no wake-up call); a daemon flusher thread hands queued
 records to the wrapped sink every ``interval`` seconds. When the queue is full the record is
-dropped and counted (:attr:`QueuedSink.dropped`): memory stays bounded and the caller never
-waits. The queue is flushed on demand (:meth:`QueuedSink.flush`), at interpreter exit
+dropped and counted (`QueuedSink.dropped`): memory stays bounded and the caller never
+waits. The queue is flushed on demand (`QueuedSink.flush`), at interpreter exit
 (``atexit``), and a forked child starts with an empty queue and its own flusher.
 """
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects.errors import ConfigError
-from flext_ctx_aspects.records import OperationRecord
+from flext_ctx_aspects.records import FIELD_NAMES, OperationRecord
 from flext_ctx_aspects.sinks._sketch import describe
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_CAPACITY", "DEFAULT_INTERVAL_S", "QueuedSink"]
 
 DEFAULT_CAPACITY: Final = 65_536
 DEFAULT_INTERVAL_S: Final = 0.05
-_ALL_FIELDS: Final = frozenset(OperationRecord._fields)
+_ALL_FIELDS: Final = frozenset(FIELD_NAMES)
 
 _live: weakref.WeakSet[QueuedSink] = weakref.WeakSet()
 

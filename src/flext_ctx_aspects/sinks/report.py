@@ -1,6 +1,6 @@
 """Statistics reports: the JSON file, merging several, and a terminal table.
 
-A report is what :class:`~flext_ctx_aspects.sinks.StatsSink` holds, frozen: per operation name
+A report is what `StatsSink` holds, frozen: per operation name
 the exact counters and the DDSketch bins. Its JSON form (``Report.to_json()``, the file
 ``flext-ctx run --report-json`` writes and ``flext-ctx report`` reads)::
 
@@ -13,7 +13,7 @@ the exact counters and the DDSketch bins. Its JSON form (``Report.to_json()``, t
                                 "offset": 548, "bins": [1, 0, 3, ...]}}, ...]}
 
 Operations are sorted by total time, slowest first. ``sketch`` is what merging needs:
-:func:`merge_reports` adds the bins, so merged percentiles are those of one sketch of every
+`merge_reports` adds the bins, so merged percentiles are those of one sketch of every
 duration (never averaged percentiles). ``sketch.bins[i]`` counts durations whose DDSketch key
 (``ddsketch.LogarithmicMapping(0.01)``) is ``offset + i``.
 """
@@ -103,7 +103,7 @@ def report_from_stats(stats_sink: StatsSink) -> Report:
 
 
 def load_report(path: str | os.PathLike[str]) -> Report:
-    """Load a report file written by :func:`write_report` (or ``StatsSink.to_json``).
+    """Load a report file written by `write_report` (or ``StatsSink.to_json``).
 
     Raises:
         ConfigError: The file cannot be read, is not JSON, or is not a report.

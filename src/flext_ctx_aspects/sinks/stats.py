@@ -1,17 +1,17 @@
 """In-process statistics per operation name: count, errors, total, min, max, percentiles.
 
 Percentiles come from a DDSketch (the ``ddsketch`` library's logarithmic mapping and
-quantiles; see :mod:`flext_ctx_aspects.sinks._sketch`): p50, p90, p99 and p99.9 are within
+quantiles; see `flext_ctx_aspects.sinks._sketch`): p50, p90, p99 and p99.9 are within
 **1% relative error** of the exact values on any distribution; count, errors, total, min and
 max are exact. Sketches merge exactly, so statistics of several threads, sinks or processes
-combine into what one sink would have recorded (:meth:`StatsSink.merge`).
+combine into what one sink would have recorded (`StatsSink.merge`).
 
 Memory: a name's sketch holds at most ~17.7 KB of bins (every possible duration from 1 ns to
 292 years has its bin; a workload spanning three decades uses ~2.8 KB), per thread that
 recorded it while the thread lives (threads write their own shards, folded into one when they
-end or on :meth:`StatsSink.snapshot`). The number of names is capped at ``max_operations``
-(default :data:`MAX_OPERATIONS`): records of further names are counted under
-:data:`OVERFLOW_NAME`, so dynamic names cannot grow memory without bound.
+end or on `StatsSink.snapshot`). The number of names is capped at ``max_operations``
+(default `MAX_OPERATIONS`): records of further names are counted under
+`OVERFLOW_NAME`, so dynamic names cannot grow memory without bound.
 
 No lock on the recording path: each thread records into its own shard; reads merge the shards.
 A snapshot taken while records arrive sees each record entirely or not at all in its count and
@@ -145,7 +145,7 @@ class StatsSink:
 
     Args:
         max_operations: Most distinct names kept; further names count under
-            :data:`OVERFLOW_NAME`.
+            `OVERFLOW_NAME`.
 
     Example:
         >>> from flext_ctx_aspects import timed
@@ -266,7 +266,7 @@ class StatsSink:
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form: ``{"format", "operations": [summary + "sketch", ...]}``.
 
-        Slowest total first; :meth:`from_json` and :meth:`merge` read it back exactly.
+        Slowest total first; `from_json` and `merge` read it back exactly.
         """
         digests = self._digests()
         order = sorted(digests, key=lambda n: (-digests[n].total_ns, n))
@@ -275,14 +275,14 @@ class StatsSink:
     def report(self) -> dict[str, Any]:
         """Return ``{"operations": [...]}``: the statistics report as a JSON-ready dict.
 
-        The same object as :meth:`to_json` (each operation also carries its sketch, so saved
+        The same object as `to_json` (each operation also carries its sketch, so saved
         reports merge exactly).
         """
         return self.to_json()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], max_operations: int = MAX_OPERATIONS) -> StatsSink:
-        """Return a sink holding the statistics of a :meth:`to_json` object.
+        """Return a sink holding the statistics of a `to_json` object.
 
         Raises:
             ConfigError: ``data`` is not that form.

@@ -1,8 +1,8 @@
 """Operation records as a Chrome Trace Event / Perfetto JSON file.
 
-:class:`TraceFileSink` keeps records in a bounded buffer (``emit`` is an append; records past
-``capacity`` are dropped and counted) and writes them on :meth:`TraceFileSink.write` /
-:meth:`TraceFileSink.close` (and at exit with ``write_at_exit=True``) as a file that Perfetto
+`TraceFileSink` keeps records in a bounded buffer (``emit`` is an append; records past
+``capacity`` are dropped and counted) and writes them on `TraceFileSink.write` /
+`TraceFileSink.close` (and at exit with ``write_at_exit=True``) as a file that Perfetto
 UI (https://ui.perfetto.dev, "Open trace file") and ``chrome://tracing`` open:
 
 * timestamps in microseconds from one process origin (``otherData.origin_unix_ns``), with
@@ -18,9 +18,9 @@ UI (https://ui.perfetto.dev, "Open trace file") and ``chrome://tracing`` open:
   slices are not drawn;
 * correlation ids, service, request, status and metadata in each event's ``args``.
 
-:func:`merge_trace_files` merges the files of several processes into one (a process track
+`merge_trace_files` merges the files of several processes into one (a process track
 each, on a common timeline). Every produced file passes
-:func:`~flext_ctx_aspects.sinks._tracecheck.check_trace`.
+`check_trace`.
 """
 
 from __future__ import annotations
@@ -81,10 +81,10 @@ class TraceFileSink:
     """Buffers records and writes them as a Chrome Trace Event / Perfetto JSON file.
 
     Args:
-        path: Where :meth:`write` and :meth:`close` write by default; ``{pid}`` in it is
+        path: Where `write` and `close` write by default; ``{pid}`` in it is
             replaced by the process id at write time (one file per process of a run).
         capacity: Most records buffered; further ones are dropped and counted
-            (:attr:`dropped`, also written as ``otherData.dropped``).
+            (`dropped`, also written as ``otherData.dropped``).
         write_at_exit: Write to ``path`` when the interpreter exits.
 
     Raises:
