@@ -13,6 +13,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects._validate import validate_id
+from flext_ctx_aspects.errors import InvalidValueError
+
 __all__ = [
     "IdGenerator",
     "active_generator",
@@ -61,8 +65,30 @@ active_generator: list[IdGenerator] = [generate_id]
 
 
 def set_generator(generator: IdGenerator) -> None:
-    """Make ``generator`` the source of every new correlation and request id."""
-    active_generator[0] = generator
+    """Make ``generator`` the source of every new correlation and request id.
+
+    A generator other than the default one is checked on every id it makes: an id that is
+    not a valid id (a non-str, control characters, too long) is replaced by a generated one
+    and reported once through logging, so a bad generator can never put an invalid value in
+    the context, a header or a record.
+    """
+    active_generator[0] = generator if generator is generate_id else _checked(generator)
+
+
+def _checked(generator: IdGenerator) -> IdGenerator:
+    def checked_id() -> str:
+        value = generator()
+        if type(value) is str:
+            try:
+                return validate_id("id_generator", value)
+            except InvalidValueError as error:
+                problem: Exception = error
+        else:
+            problem = TypeError(f"the id generator returned a {type(value).__name__}, not a str")
+        report_internal_error(f"id generator {getattr(generator, '__qualname__', '?')}", problem)
+        return generate_id()
+
+    return checked_id
 
 
 def new_id() -> str:

@@ -120,6 +120,46 @@ class OperationRecord(tuple[Any, ...]):
         request_id: str | None
         request_metadata: Mapping[str, Any]
 
+    @classmethod
+    def make(
+        cls,
+        name: str,
+        *,
+        start_time_ns: int = 0,
+        duration_ns: int = 0,
+        status: Status = "ok",
+        error_type: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        body_duration_ns: int | None = None,
+        kind: RecordKind = "function",
+        fields: Mapping[str, str] | None = None,
+        **context: Any,
+    ) -> OperationRecord:
+        """Build a record by hand (tests, replaying saved records); the library builds its own.
+
+        Args:
+            name: Operation name.
+            start_time_ns: Wall-clock start, ns since the epoch.
+            duration_ns: Duration in ns.
+            status: ``"ok"`` or ``"error"``.
+            error_type: Exception class name of a failed operation.
+            metadata: Operation metadata.
+            body_duration_ns: Generators: time inside the body.
+            kind: What ran.
+            fields: Custom context fields by name.
+            **context: Built-in context fields by name (``correlation_id=...``).
+
+        Raises:
+            TypeError: An unknown context field name.
+        """
+        unknown = sorted(set(context) - set(_state.FIELD_SLOTS))
+        if unknown:
+            raise TypeError(f"OperationRecord.make(): unknown context field {unknown[0]!r}")
+        snapshot = _state.with_fields(_state.EMPTY, {**context, **(fields or {})})
+        own = (name, start_time_ns, duration_ns, status, error_type)
+        proxy = MappingProxyType(dict(metadata)) if metadata else EMPTY_MAPPING
+        return tuple.__new__(cls, (*own, proxy, body_duration_ns, kind, snapshot))
+
     @property
     def trace_id(self) -> str | None:
         """W3C trace id of the operation's context (as sent in ``traceparent``)."""

@@ -13,9 +13,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
 from flext_ctx_aspects import _compile, _emit, _engine, _ids, concurrency
-from flext_ctx_aspects._validate import validate_id
 from flext_ctx_aspects.constants import FlextConstants
-from flext_ctx_aspects.errors import ConfigError, InvalidValueError
+from flext_ctx_aspects.errors import ConfigError
 from flext_ctx_aspects.propagation._policy import (
     CORRELATION_SOURCES,
     InboundDefaults,
@@ -141,7 +140,6 @@ class Settings:
             raise ConfigError(
                 where, "id_generator", "a callable returning str", repr(self.id_generator)
             )
-        _check_id_generator(self.id_generator)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the settings as a plain dict (the id generator by qualified name)."""
@@ -149,33 +147,6 @@ class Settings:
         generator = self.id_generator
         data["id_generator"] = f"{generator.__module__}.{generator.__qualname__}"
         return data
-
-
-def _check_id_generator(generator: Callable[[], str]) -> None:
-    # Tried once now: a generator returning something that is not a valid id would otherwise
-    # fail on every export and drop every record, far from the configuration that caused it.
-    try:
-        sample = generator()
-    except Exception as error:
-        raise ConfigError(
-            "Settings", "id_generator", "a callable returning an id str", f"it raised {error!r}"
-        ) from error
-    if not isinstance(sample, str):
-        raise ConfigError(
-            "Settings",
-            "id_generator",
-            "a callable returning an id str",
-            f"a callable returning {sample!r}, a {type(sample).__name__}",
-        )
-    try:
-        validate_id("id_generator", sample)
-    except InvalidValueError as error:
-        raise ConfigError(
-            "Settings",
-            "id_generator",
-            "a callable returning ids of 1-128 characters from [A-Za-z0-9._:@/+=-]",
-            f"an id that is {error.reason}",
-        ) from None
 
 
 ENVIRONMENT_PRESETS: Final[Mapping[str, Settings]] = {
