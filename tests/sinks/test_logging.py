@@ -200,11 +200,20 @@ def test_escape_is_injective_on_backslashes() -> None:
 
 
 def _record(**changes: object) -> OperationRecord:
-    base = OperationRecord(
-        "op", 0, 2_500_000, "ok", None, "cid", "parent", "svc", "1", None, "req", "u", "opn",
-        {}, {}, {}, "0af7651916cd43dd8448eb211c80319c", None, "function",
-    )  # fmt: skip
-    return base._replace(**changes)
+    values: dict[str, object] = {
+        "duration_ns": 2_500_000,
+        "correlation_id": "cid",
+        "parent_correlation_id": "parent",
+        "service_name": "svc",
+        "service_version": "1",
+        "request_id": "req",
+        "user_id": "u",
+        "operation_name": "opn",
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        **changes,
+    }
+    name = str(values.pop("name", "op"))
+    return OperationRecord.make(name, **values)  # type: ignore[arg-type]
 
 
 def test_logging_sink_writes_named_fields_and_escapes(caplog: pytest.LogCaptureFixture) -> None:

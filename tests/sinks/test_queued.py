@@ -19,10 +19,7 @@ from flext_ctx_aspects.testing import RecordingSink
 
 
 def record(index: int = 0) -> OperationRecord:
-    return OperationRecord(
-        f"op{index}", 0, 10, "ok", None, None, None, None, None, None, None, None, None,
-        {}, {}, {}, None, None, "function",
-    )  # fmt: skip
+    return OperationRecord.make(f"op{index}", duration_ns=10)
 
 
 class Gate:
@@ -163,7 +160,7 @@ class FileSink:
     def close(self): print(json.dumps(self.n))
 q = QueuedSink(FileSink(), interval=60)
 for i in range(50):
-    q.emit(OperationRecord("op", 0, 1, "ok", *([None] * 9), {}, {}, {}, None, None, "function"))
+    q.emit(OperationRecord.make("op", duration_ns=1))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == 50

@@ -26,10 +26,7 @@ PINNED = ("name", "count", "errors", "total_ns", "p50_ns", "p99_ns", "max_ns")
 
 
 def record(name: str, duration_ns: int, status: str = "ok") -> OperationRecord:
-    return OperationRecord(
-        name, 0, duration_ns, status, None, None, None, None, None, None, None, None, None,
-        {}, {}, {}, None, None, "function",
-    )  # fmt: skip
+    return OperationRecord.make(name, duration_ns=duration_ns, status=status)  # type: ignore[arg-type]
 
 
 def filled(seed: int, names: tuple[str, ...] = ("a", "b")) -> tuple[StatsSink, list[int]]:

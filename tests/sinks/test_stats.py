@@ -25,10 +25,12 @@ TOLERANCE = 0.01 + 1e-9
 
 
 def record(name: str, duration_ns: int, status: str = "ok") -> OperationRecord:
-    return OperationRecord(
-        name, 0, duration_ns, status, None if status == "ok" else "E",
-        None, None, None, None, None, None, None, None, {}, {}, {}, None, None, "function",
-    )  # fmt: skip
+    return OperationRecord.make(
+        name,
+        duration_ns=duration_ns,
+        status=status,  # type: ignore[arg-type]
+        error_type=None if status == "ok" else "E",
+    )
 
 
 def exact(values: list[int], fraction: float) -> int:

@@ -161,7 +161,7 @@ def test_buffer_is_bounded_and_counts_drops(tmp_path: Path) -> None:
 def test_merge_of_several_processes(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from flext_ctx_aspects import add_sink, timed\n"
+        "from flext_ctx_aspects import timed\nfrom flext_ctx_aspects.sinks import add_sink\n"
         "from flext_ctx_aspects.sinks import TraceFileSink\n"
         "sink = TraceFileSink(sys.argv[1], write_at_exit=True)\n"
         "add_sink(sink)\n"
