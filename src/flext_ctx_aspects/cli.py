@@ -6,6 +6,10 @@ Verbs:
   instrumented (module, qualname, kind, aspects) and what would be skipped and why, without
   changing anything.
 * ``check-config FILE``: validate a configuration and print it resolved (JSON).
+* ``run [--config FILE] [--trace PATH] [--report-json PATH] -- COMMAND ARGS...``: run any
+  command, and the Python processes it starts, instrumented; print the merged report; keep
+  the command's exit status.
+* ``report FILE... [--json PATH]``: render (and merge) saved JSON reports.
 
 Exit status: 0 when all went well, 2 on a usage or configuration error (the message on
 stderr). Each verb is one `Verb` in `VERBS`; adding a verb is adding one.
@@ -130,7 +134,64 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+# --- run ----------------------------------------------------------------------------------
+
+
+def _configure_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE", help="configuration (default: $FLEXT_CTX_CONFIG)"
+    )
+    parser.add_argument("--trace", metavar="PATH", help="write the run's Perfetto / Chrome trace")
+    parser.add_argument("--report-json", metavar="PATH", help="write the run's JSON report")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ARGS...")
+
+
+def _run_run(args: argparse.Namespace, out: TextIO) -> int:
+    from flext_ctx_aspects.instrument._runner import run_command
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("run needs a command: flext-ctx run --config FILE -- COMMAND ARGS...")
+    # Validated here, before anything runs; includes are looked up by the processes
+    # themselves (the command may change directories or sys.path).
+    config = load_config(args.config)
+    return run_command(config, command, trace=args.trace, report_json=args.report_json)
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def _configure_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="saved JSON reports")
+    parser.add_argument("--json", metavar="PATH", help="also write the merged report there")
+    parser.add_argument("--width", type=int, default=80, help="table width (default 80)")
+
+
+def _run_report(args: argparse.Namespace, out: TextIO) -> int:
+    from flext_ctx_aspects.sinks.report import (
+        load_report,
+        merge_reports,
+        render_table,
+        write_report,
+    )
+
+    merged = merge_reports(load_report(path) for path in args.files)
+    table = render_table(merged, width=args.width, color=out.isatty())
+    out.write(table if table.endswith("\n") else table + "\n")
+    if args.json:
+        write_report(merged, args.json)
+    return EXIT_OK
+
+
 VERBS: Final[list[Verb]] = [
+    Verb(
+        "run",
+        "run any command, and the Python processes it starts, instrumented",
+        _configure_run,
+        _run_run,
+    ),
     Verb(
         "plan",
         "list what would be instrumented, and what skipped and why (changes nothing)",
@@ -142,6 +203,12 @@ VERBS: Final[list[Verb]] = [
         "validate a configuration and print it resolved",
         _configure_check,
         _run_check,
+    ),
+    Verb(
+        "report",
+        "render and merge saved JSON reports",
+        _configure_report,
+        _run_report,
     ),
 ]
 """The sub-commands, in the order ``--help`` lists them."""

@@ -113,6 +113,11 @@ class InstrumentingFinder:
 _finder = InstrumentingFinder()
 
 
+def finder() -> InstrumentingFinder:
+    """Return the one import hook's finder."""
+    return _finder
+
+
 def activate(instrumentation: Instrumentation) -> None:
     """Add an instrumentation; insert the finder if it is not on ``sys.meta_path``."""
     global _active
