@@ -13,12 +13,11 @@ This directory holds only this file and is prepended to ``PYTHONPATH`` by the ru
 * chains the user's own ``sitecustomize``: the next one on ``sys.path`` runs after this one.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: it imports the __future__ module at start-up.
 import os
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs a child several ms
 if TYPE_CHECKING:
     import importlib.machinery
     import types
@@ -47,16 +46,14 @@ class _FirstMatchFinder:
     def find_spec(
         self,
         name: str,
-        path: Sequence[str] | None = None,
-        target: types.ModuleType | None = None,
-    ) -> importlib.machinery.ModuleSpec | None:
+        path: "Sequence[str] | None" = None,
+        target: "types.ModuleType | None" = None,
+    ) -> "importlib.machinery.ModuleSpec | None":
         if self.started or not self._included(name):
             return None
         self.started = True
-        try:
+        if self in sys.meta_path:
             sys.meta_path.remove(self)
-        except ValueError:
-            pass
         try:
             from flext_ctx_aspects.instrument._child import start
 
@@ -79,15 +76,17 @@ def _literal_prefix(pattern: str) -> str:
 
 
 def _chain_user_sitecustomize() -> None:
-    import importlib.machinery
-    import importlib.util
+    # The import system's own modules, loaded before site runs: importlib.util would import
+    # contextlib and collections into every child.
+    import _frozen_importlib
+    import _frozen_importlib_external
 
     here = os.path.dirname(os.path.abspath(__file__))
     path = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]
-    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+    spec = _frozen_importlib_external.PathFinder.find_spec("sitecustomize", path)
     if spec is None or spec.loader is None:
         return
-    module = importlib.util.module_from_spec(spec)
+    module = _frozen_importlib.module_from_spec(spec)
     sys.modules["sitecustomize"] = module
     spec.loader.exec_module(module)
 
