@@ -448,23 +448,42 @@ def unmatched_includes(config: Config) -> list[str]:
     """The ``include`` globs that can match no importable module (warn, or refuse if strict).
 
     A glob's literal dotted prefix (``shop`` of ``shop.*``, ``shop.api`` of ``shop.api.v*``)
-    must be an importable module, found with the import system's finders without importing
-    it (a parent package is imported when a dotted name is looked up, as Python does).
+    must name an importable module. It is looked up without importing anything: the top
+    level with the import system's finders, each further part in its parent's search path.
     """
-    missing = []
-    for pattern in config.instrument.include:
-        prefix = []
-        for part in pattern.split("."):
-            if any(char in part for char in "*?[]!"):
-                break
-            prefix.append(part)
-        if not prefix:
-            continue  # '*' or '*.api': nothing fixed to look up
-        name = ".".join(prefix)
-        try:
-            found = name in sys.modules or importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing.append(pattern)
-    return missing
+    return [p for p in config.instrument.include if not _importable(_literal_prefix(p))]
+
+
+def _literal_prefix(pattern: str) -> list[str]:
+    prefix = []
+    for part in pattern.split("."):
+        if any(char in part for char in "*?[]!"):
+            break
+        prefix.append(part)
+    return prefix
+
+
+def _importable(parts: list[str]) -> bool:
+    if not parts:
+        return True  # '*' or '*.api': nothing fixed to look up
+    from importlib.machinery import PathFinder
+
+    name = parts[0]
+    try:
+        spec = None if name in sys.modules else importlib.util.find_spec(name)
+        for part in parts[1:]:
+            module = sys.modules.get(name)
+            locations = (
+                getattr(module, "__path__", None)
+                if module is not None
+                else (spec.submodule_search_locations if spec is not None else None)
+            )
+            if locations is None:
+                return False
+            name = f"{name}.{part}"
+            spec = None if name in sys.modules else PathFinder.find_spec(name, list(locations))
+            if spec is None and name not in sys.modules:
+                return False
+    except (ImportError, ValueError):
+        return False
+    return name in sys.modules or spec is not None

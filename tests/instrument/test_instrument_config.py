@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,14 @@ def test_duplicate_aspect_is_refused() -> None:
     assert "each aspect at most once (got 'timed' again)" in refused(
         {"instrument": {"aspects": ["timed", "timed"]}}
     )
+
+
+def test_checking_includes_imports_nothing(make_package: Any) -> None:
+    package = make_package({"sub/__init__.py": "", "sub/leaf.py": "import sys\n"})
+    config = load_config(
+        {"instrument": {"include": [f"{package}.sub.leaf", f"{package}.sub.none", f"{package}.*"]}},
+        environ={},
+    )
+    assert unmatched_includes(config) == [f"{package}.sub.none"]
+    assert package not in sys.modules
+    assert f"{package}.sub" not in sys.modules

@@ -18,7 +18,7 @@ import functools
 import re
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -125,11 +125,20 @@ class ModulePlan:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def _any_match(name: str, patterns: Iterable[str]) -> str | None:
-    for pattern in patterns:
-        if fnmatch.fnmatchcase(name, pattern):
-            return pattern
-    return None
+_compiled: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+
+def _any_match(name: str, patterns: tuple[str, ...]) -> str | None:
+    """The first of ``patterns`` matching ``name`` (one compiled regex per pattern tuple)."""
+    regex = _compiled.get(patterns)
+    if regex is None:
+        if len(_compiled) > 256:  # configurations are few; never let this grow unbounded
+            _compiled.clear()
+        body = "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or r"(?!)"
+        regex = _compiled[patterns] = re.compile(body)
+    if regex.match(name) is None:
+        return None
+    return next(p for p in patterns if fnmatch.fnmatchcase(name, p))
 
 
 def module_refusal(name: str, config: Config) -> str | None:
@@ -150,7 +159,7 @@ def module_refusal(name: str, config: Config) -> str | None:
     return None
 
 
-def _explicitly_named(qualname: str, patterns: Iterable[str], prefix: str) -> bool:
+def _explicitly_named(qualname: str, patterns: tuple[str, ...], prefix: str) -> bool:
     # A private or dunder name is selected only by a pattern that spells the underscore
     # itself ("_*", "Cart.__call__"), never by "*".
     return any(
@@ -169,10 +178,12 @@ def _is_dunder(name: str) -> bool:
 
 
 def _marked(obj: Any) -> bool:
-    if getattr(obj, NO_INSTRUMENT_ATTRIBUTE, False) is True:
+    # Read from the instance dict: a missing attribute costs an exception inside getattr.
+    namespace = getattr(obj, "__dict__", None)
+    if namespace and namespace.get(NO_INSTRUMENT_ATTRIBUTE) is True:
         return True
     inner = getattr(obj, "__func__", None)
-    return inner is not None and getattr(inner, NO_INSTRUMENT_ATTRIBUTE, False) is True
+    return inner is not None and _marked(inner)
 
 
 class _Walk:
@@ -292,14 +303,12 @@ class _Walk:
 
     def refusal(self, function: types.FunctionType, attribute: str, qualname: str) -> str | None:
         ins = self.config.instrument
-        if _marked(function):
-            return "@no_instrument"
         if attribute in NEVER_WRAPPED:
             return "dunder the interpreter calls implicitly (never wrapped)"
         if _is_dunder(attribute):
             if not _explicitly_named(qualname, ins.functions, "__"):
                 return "dunder (name it in functions to wrap it)"
-        elif any(p.startswith("_") for p in qualname.split(".")) and not _explicitly_named(
+        elif (qualname[0] == "_" or "._" in qualname) and not _explicitly_named(
             qualname, ins.functions, "_"
         ):
             return "private (name it in functions to wrap it)"
@@ -308,7 +317,7 @@ class _Walk:
         excluded = _any_match(qualname, ins.exclude_functions)
         if excluded is not None:
             return f"excluded by exclude_functions {excluded!r}"
-        if getattr(function, "__isabstractmethod__", False):
+        if function.__dict__ and function.__dict__.get("__isabstractmethod__", False):
             return "abstract method"
         use = frame_use(function, self.namespace, self.memo)
         if use is not None:
@@ -317,9 +326,7 @@ class _Walk:
 
     def aspects_for(self, qualname: str) -> tuple[AspectSpec, ...]:
         for rule in self.config.instrument.rules:
-            if fnmatch.fnmatchcase(self.name, rule.module) and fnmatch.fnmatchcase(
-                qualname, rule.qualname
-            ):
+            if _any_match(self.name, (rule.module,)) and _any_match(qualname, (rule.qualname,)):
                 return rule.aspects
         return self.config.instrument.aspects
 
