@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects.config import (
     Config,
     build_decorator,
@@ -104,7 +105,10 @@ class Instrumentation:
         """Wrap what :func:`select_module` selects in ``module``; return how many."""
         plan = select_module(module, self.config, _hook.is_ours)
         for entry in plan.selected:
-            self._wrap(entry)
+            try:
+                self._wrap(entry)
+            except Exception as exc:  # e.g. a metaclass refusing attribute assignment
+                report_internal_error(f"wrapping {entry.module}:{entry.qualname}", exc)
         if module.__name__ not in self.modules:
             self.modules.append(module.__name__)
         return len(plan.selected)

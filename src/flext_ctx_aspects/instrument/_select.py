@@ -232,7 +232,10 @@ class _Walk:
                 self.skip(qualname, "builtin or C function")
             return
         else:
-            if callable(value) and in_class and not isinstance(value, type):
+            # Callables defined here that are not functions (functools.lru_cache, partial
+            # objects, callable instances): listed, so the plan explains why they stay as is.
+            here = in_class or getattr(value, "__module__", None) == self.name
+            if here and callable(value) and not isinstance(value, type):
                 self.skip(qualname, f"not a Python function ({type(value).__name__})")
             return
         if self.ours(value):
