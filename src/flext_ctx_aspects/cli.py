@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-from flext_ctx_aspects.config import Config, load_config, unmatched_includes
+from flext_ctx_aspects.config import Config, ineffective_entries, load_config
 from flext_ctx_aspects.errors import ConfigError
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "VERBS", "Verb", "main"]
@@ -45,13 +45,10 @@ class Verb:
 
 def _load(path: str) -> Config:
     config = load_config(path)
-    missing = unmatched_includes(config)
-    if missing:
-        where = f"{config.source} [instrument]"
+    for problem in ineffective_entries(config):
         if config.instrument.strict:
-            raise ConfigError(where, "include", "globs matching importable modules", repr(missing))
-        print(f"flext-ctx: warning: `include` in {where}: {missing!r} match no importable "
-              "module", file=sys.stderr)  # fmt: skip
+            raise problem
+        print(f"flext-ctx: warning: {problem}", file=sys.stderr)
     return config
 
 

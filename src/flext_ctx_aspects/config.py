@@ -19,6 +19,7 @@ children never parse TOML again.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import importlib.util
 import inspect
 import json
@@ -72,6 +73,7 @@ __all__ = [
     "ServiceConfig",
     "config_from_json",
     "config_from_mapping",
+    "ineffective_entries",
     "load_config",
     "unmatched_includes",
 ]
@@ -442,6 +444,36 @@ def config_from_json(text: str) -> Config:
             "the JSON form", "config", '{"source": ..., "config": {...}}', repr(error)
         ) from None
     return config_from_mapping(tables, str(source))
+
+
+def ineffective_entries(config: Config) -> list[ConfigError]:
+    """Valid entries that cannot take effect, as errors to warn about (or raise, if strict).
+
+    An ``include`` glob matching no importable module (:func:`unmatched_includes`), and a
+    rule whose module glob is a plain name that no ``include`` glob matches (it would never
+    apply).
+    """
+    where = f"{config.source} [instrument]"
+    found = []
+    missing = unmatched_includes(config)
+    if missing:
+        found.append(
+            ConfigError(where, "include", "globs matching importable modules", repr(missing))
+        )
+    for index, rule in enumerate(config.instrument.rules):
+        module = rule.module
+        if _literal_prefix(module) == module.split(".") and not any(
+            fnmatch.fnmatchcase(module, pattern) for pattern in config.instrument.include
+        ):
+            found.append(
+                ConfigError(
+                    f"{config.source} [instrument.rules[{index}]]",
+                    "match",
+                    "a module the include globs select",
+                    f"{rule.match!r}, whose module no include glob matches",
+                )
+            )
+    return found
 
 
 def unmatched_includes(config: Config) -> list[str]:

@@ -18,8 +18,8 @@ from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects.config import (
     Config,
     build_decorator,
+    ineffective_entries,
     load_config,
-    unmatched_includes,
 )
 from flext_ctx_aspects.errors import ConfigError, ConfigWarning
 from flext_ctx_aspects.instrument import _hook
@@ -256,16 +256,10 @@ def instrument(
             matches no importable module. Nothing has changed when it is raised.
     """
     resolved = config if isinstance(config, Config) else load_config(config)
-    missing = unmatched_includes(resolved)
-    if missing:
-        where = f"{resolved.source} [instrument]"
+    for problem in ineffective_entries(resolved):
         if resolved.instrument.strict:
-            raise ConfigError(where, "include", "globs matching importable modules", f"{missing!r}")
-        warnings.warn(
-            f"`include` in {where}: {missing!r} match no importable module",
-            ConfigWarning,
-            stacklevel=2,
-        )
+            raise problem
+        warnings.warn(str(problem), ConfigWarning, stacklevel=2)
     if _hook.active():
         warnings.warn(
             "instrument() called while another instrumentation is active: both apply; "
