@@ -2,10 +2,12 @@
 
 Verbs:
 
-* ``plan --config FILE [--import MODULE ...] [--format text|json]``: what would be
+* ``plan [--config FILE] [--import MODULE ...] [--format text|json]``: what would be
   instrumented (module, qualname, kind, aspects) and what would be skipped and why, without
   changing anything.
-* ``check-config FILE``: validate a configuration and print it resolved (JSON).
+* ``check-config [FILE]``: validate a configuration and print it resolved (JSON).
+
+Without a file, both read the one ``FLEXT_CTX_CONFIG`` names.
 
 Exit status: 0 when all went well, 2 on a usage or configuration error (the message on
 stderr). Each verb is one :class:`Verb` in :data:`VERBS`; adding a verb is adding one.
@@ -43,7 +45,7 @@ class Verb:
     run: Callable[[argparse.Namespace, TextIO], int]
 
 
-def _load(path: str) -> Config:
+def _load(path: str | None) -> Config:
     config = load_config(path)
     for problem in ineffective_entries(config):
         if config.instrument.strict:
@@ -56,7 +58,9 @@ def _load(path: str) -> Config:
 
 
 def _configure_plan(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="configuration file")
+    parser.add_argument(
+        "--config", metavar="FILE", help="configuration file (default: $FLEXT_CTX_CONFIG)"
+    )
     parser.add_argument(
         "--import",
         dest="imports",
@@ -117,7 +121,12 @@ def _kind(kind: str, binding: str) -> str:
 
 
 def _configure_check(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="pyproject.toml or a standalone TOML file")
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        nargs="?",
+        help="pyproject.toml or a standalone TOML file (default: $FLEXT_CTX_CONFIG)",
+    )
 
 
 def _run_check(args: argparse.Namespace, out: TextIO) -> int:
