@@ -251,10 +251,10 @@ class _Walk:
             return
         home = function.__module__
         if home != self.name:
-            if not in_class and attribute == function.__name__:
+            if attribute == function.__name__ and not in_class:
                 self.skip(qualname, f"imported from {home}")
-            elif in_class:
-                self.skip(qualname, f"defined in {home}, not here")
+            else:  # an alias of a function of another module, or a decorator's closure
+                self.skip(qualname, f"defined in {home} as {function.__qualname__}, not here")
             return
         key = id(value)
         self.objects[key] = value
