@@ -393,7 +393,10 @@ def test_other_callables_are_listed_and_refusing_classes_do_not_break(
     plan = select_module(module, load_config(config(name.partition(".")[0]), environ={}))
     reasons = {s.qualname: s.reason for s in plan.skipped}
     assert reasons["cached"] == "not a Python function (_lru_cache_wrapper)"
-    with instrument(config(name.partition(".")[0])):
+    with instrument(config(name.partition(".")[0])) as handle:
         assert module.Locked().locked() == "still here"  # the metaclass refused: left as is
+        assert handle.refused == [
+            (f"{name}:Locked.locked", "Locked refuses attribute assignment (locked is read-only)")
+        ]
         assert hasattr(vars(module.Locked)["free"], "_self_aspects")
         assert module.cached(2) == 2

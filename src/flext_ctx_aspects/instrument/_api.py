@@ -38,6 +38,10 @@ _logger = logging.getLogger("flext_ctx_aspects")
 _lock = threading.Lock()
 
 
+class _RefusedError(Exception):
+    """A class refused the assignment of a wrapper (its metaclass forbids it)."""
+
+
 def no_instrument(obj: T) -> T:
     """Mark a function, method or class as never instrumented (returns it unchanged).
 
@@ -66,6 +70,8 @@ class Instrumentation:
             (instrumented too; references to their functions that other code took before,
             other than module attributes, still reach the originals).
         modules: Names of the modules instrumented so far.
+        refused: ``(place, why)`` of callables left as they are because their class
+            refused the assignment (a metaclass ``__setattr__`` that forbids it).
     """
 
     def __init__(self, config: Config) -> None:
@@ -73,6 +79,7 @@ class Instrumentation:
         self.ledger = Ledger()
         self.imported_early: tuple[str, ...] = ()
         self.modules: list[str] = []
+        self.refused: list[tuple[str, str]] = []
         self.active = False
         self._decorators: dict[tuple[int, ...], list[Callable[[Any], Any]]] = {}
         self._wanted: dict[str, bool] = {}
@@ -107,7 +114,12 @@ class Instrumentation:
         for entry in plan.selected:
             try:
                 self._wrap(entry)
-            except Exception as exc:  # e.g. a metaclass refusing attribute assignment
+            except _RefusedError as refused:
+                self.refused.append((f"{entry.module}:{entry.qualname}", str(refused)))
+                _logger.info(
+                    "flext_ctx_aspects: %s:%s left as is: %s", entry.module, entry.qualname, refused
+                )
+            except Exception as exc:
                 report_internal_error(f"wrapping {entry.module}:{entry.qualname}", exc)
         if module.__name__ not in self.modules:
             self.modules.append(module.__name__)
@@ -125,8 +137,16 @@ class Instrumentation:
             wrapper = entry.original
             for decorator in reversed(decorators):  # the first aspect is the outermost
                 wrapper = decorator(wrapper)
-        for owner, attribute in entry.places:
-            self.ledger.replace(owner, attribute, entry.original, wrapper)
+        for index, (owner, attribute) in enumerate(entry.places):
+            try:
+                self.ledger.replace(owner, attribute, entry.original, wrapper)
+            except (AttributeError, TypeError) as error:
+                # A class (its metaclass) refusing assignment. Where it is the first place,
+                # nothing was replaced; later places keep the original, and are reported.
+                where = getattr(owner, "__qualname__", getattr(owner, "__name__", "?"))
+                if index == 0:
+                    raise _RefusedError(f"{where} refuses attribute assignment ({error})") from None
+                self.refused.append((f"{where}.{attribute}", f"refuses assignment ({error})"))
 
     def start(self) -> None:
         """Apply the switches, activate the hook, instrument modules already imported."""
