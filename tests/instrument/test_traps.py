@@ -400,3 +400,17 @@ def test_other_callables_are_listed_and_refusing_classes_do_not_break(
         ]
         assert hasattr(vars(module.Locked)["free"], "_self_aspects")
         assert module.cached(2) == 2
+
+
+@pytest.mark.slow
+def test_multiprocessing_sends_instrumented_functions(make_package: MakePackage) -> None:
+    import multiprocessing
+
+    _, name = load(make_package, PICKLING)
+    with instrument(config(name.partition(".")[0])):
+        module = importlib.import_module(name)
+        assert hasattr(module.checkout, "_self_aspects")
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(1) as pool:
+            assert pool.map(module.checkout, [1, 2]) == [2, 3]
+            assert pool.apply(module.Order.tax, (5,)) == 5
