@@ -20,7 +20,7 @@ import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from flext_ctx_aspects._engine import AspectWrapper, detect_kind
 from flext_ctx_aspects.config import AspectSpec, Config
@@ -79,9 +79,8 @@ _C_CALLABLES: Final = (
 _TEST_PART: Final = re.compile(r"(test_.*|.*_test|tests?|conftest)")
 
 
-@dataclass(frozen=True, slots=True)
-class Selected:
-    """A callable that gets wrapped.
+class Selected(NamedTuple):
+    """A callable that gets wrapped (a named tuple: thousands are made per large import).
 
     Attributes:
         module: Module name.
@@ -96,8 +95,8 @@ class Selected:
     qualname: str
     binding: str
     aspects: tuple[AspectSpec, ...]
-    original: Any = field(compare=False, repr=False)
-    places: tuple[tuple[Any, str], ...] = field(compare=False, repr=False)
+    original: Any
+    places: tuple[tuple[Any, str], ...]
 
     @property
     def kind(self) -> str:
@@ -200,6 +199,11 @@ class _Walk:
         self.canonical: dict[int, tuple[Any, str, str, str]] = {}  # id -> owner, attr, qual, bind
         self.objects: dict[int, Any] = {}
         self.memo: dict[int, str | None] = {}
+        self.all_functions = "*" in config.instrument.functions
+        # Rules whose module glob matches this module: the rest never apply here.
+        self.rules = [
+            rule for rule in config.instrument.rules if _any_match(self.name, (rule.module,))
+        ]
 
     def skip(self, qualname: str, reason: str) -> None:
         self.plan.skipped.append(Skipped(self.name, qualname, reason))
@@ -238,10 +242,10 @@ class _Walk:
             if here and callable(value) and not isinstance(value, type):
                 self.skip(qualname, f"not a Python function ({type(value).__name__})")
             return
-        if self.ours(value):
-            self.skip(qualname, "already instrumented")
-            return
         if isinstance(value, AspectWrapper):
+            if self.ours(value):  # only wrappers can be ours: plain functions skip the call
+                self.skip(qualname, "already instrumented")
+                return
             if getattr(value, "__module__", None) == self.name:
                 self.skip(qualname, "already decorated with flext_ctx_aspects aspects")
             return
@@ -315,11 +319,13 @@ class _Walk:
             qualname, ins.functions, "_"
         ):
             return "private (name it in functions to wrap it)"
-        if _any_match(qualname, ins.functions) is None:
+        # The common configurations (functions = ["*"], no exclusions) cost no matching.
+        if not self.all_functions and _any_match(qualname, ins.functions) is None:
             return "not matched by functions"
-        excluded = _any_match(qualname, ins.exclude_functions)
-        if excluded is not None:
-            return f"excluded by exclude_functions {excluded!r}"
+        if ins.exclude_functions:
+            excluded = _any_match(qualname, ins.exclude_functions)
+            if excluded is not None:
+                return f"excluded by exclude_functions {excluded!r}"
         if function.__dict__ and function.__dict__.get("__isabstractmethod__", False):
             return "abstract method"
         use = frame_use(function, self.namespace, self.memo)
@@ -328,8 +334,8 @@ class _Walk:
         return None
 
     def aspects_for(self, qualname: str) -> tuple[AspectSpec, ...]:
-        for rule in self.config.instrument.rules:
-            if _any_match(self.name, (rule.module,)) and _any_match(qualname, (rule.qualname,)):
+        for rule in self.rules:
+            if _any_match(qualname, (rule.qualname,)):
                 return rule.aspects
         return self.config.instrument.aspects
 
