@@ -112,6 +112,7 @@ HEALTHY: dict[str, float] = {
     "test_instrument_import[instrumented]": 12000,
     "test_filtered_call[bare]": 45,
     "test_filtered_call[timed]": 760,
+    "test_filtered_call[timed_filtered]": 800,
     "test_filtered_call[instrumented_filtered]": 800,
 }
 IDENTITY = {"test_disabled[decoration_timed]", "test_disabled[decoration_fused]"}

@@ -11,19 +11,27 @@ globs (got 'shop', a str)".
 from __future__ import annotations
 
 import difflib
+import fnmatch
+import importlib.util
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from flext_ctx_aspects.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flext_ctx_aspects._config_model import Config
 
 __all__ = [
     "Where",
     "check_keys",
     "describe",
+    "ineffective_entries",
     "module_glob",
     "qualname_glob",
+    "unmatched_includes",
     "want_bool",
     "want_globs",
     "want_number",
@@ -173,3 +181,81 @@ def want_globs(where: Where, key: str, value: object, *, modules: bool) -> tuple
     patterns = want_str_list(where, key, value, what)
     check = module_glob if modules else qualname_glob
     return tuple(check(where, f"{key}[{i}]", p) for i, p in enumerate(patterns))
+
+
+# --- entries that are valid but cannot take effect -------------------------------------
+
+
+def ineffective_entries(config: Config) -> list[ConfigError]:
+    """Valid entries that cannot take effect, as errors to warn about (or raise, if strict).
+
+    An ``include`` glob matching no importable module (:func:`unmatched_includes`), and a
+    rule whose module glob is a plain name that no ``include`` glob matches (it would never
+    apply).
+    """
+    where = f"{config.source} [instrument]"
+    found = []
+    missing = unmatched_includes(config)
+    if missing:
+        found.append(
+            ConfigError(where, "include", "globs matching importable modules", repr(missing))
+        )
+    for index, rule in enumerate(config.instrument.rules):
+        module = rule.module
+        if _literal_prefix(module) == module.split(".") and not any(
+            fnmatch.fnmatchcase(module, pattern) for pattern in config.instrument.include
+        ):
+            found.append(
+                ConfigError(
+                    f"{config.source} [instrument.rules[{index}]]",
+                    "match",
+                    "a module the include globs select",
+                    f"{rule.match!r}, whose module no include glob matches",
+                )
+            )
+    return found
+
+
+def unmatched_includes(config: Config) -> list[str]:
+    """The ``include`` globs that can match no importable module (warn, or refuse if strict).
+
+    A glob's literal dotted prefix (``shop`` of ``shop.*``, ``shop.api`` of ``shop.api.v*``)
+    must name an importable module. It is looked up without importing anything: the top
+    level with the import system's finders, each further part in its parent's search path.
+    """
+    return [p for p in config.instrument.include if not _importable(_literal_prefix(p))]
+
+
+def _literal_prefix(pattern: str) -> list[str]:
+    prefix = []
+    for part in pattern.split("."):
+        if any(char in part for char in "*?[]!"):
+            break
+        prefix.append(part)
+    return prefix
+
+
+def _importable(parts: list[str]) -> bool:
+    if not parts:
+        return True  # '*' or '*.api': nothing fixed to look up
+    from importlib.machinery import PathFinder
+
+    name = parts[0]
+    try:
+        spec = None if name in sys.modules else importlib.util.find_spec(name)
+        for part in parts[1:]:
+            module = sys.modules.get(name)
+            locations = (
+                getattr(module, "__path__", None)
+                if module is not None
+                else (spec.submodule_search_locations if spec is not None else None)
+            )
+            if locations is None:
+                return False
+            name = f"{name}.{part}"
+            spec = None if name in sys.modules else PathFinder.find_spec(name, list(locations))
+            if spec is None and name not in sys.modules:
+                return False
+    except (ImportError, ValueError):
+        return False
+    return name in sys.modules or spec is not None

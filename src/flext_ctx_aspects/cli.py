@@ -2,14 +2,16 @@
 
 Verbs:
 
-* ``plan --config FILE [--import MODULE ...] [--format text|json]``: what would be
+* ``plan [--config FILE] [--import MODULE ...] [--format text|json]``: what would be
   instrumented (module, qualname, kind, aspects) and what would be skipped and why, without
   changing anything.
-* ``check-config FILE``: validate a configuration and print it resolved (JSON).
+* ``check-config [FILE]``: validate a configuration and print it resolved (JSON).
 * ``run [--config FILE] [--trace PATH] [--report-json PATH] -- COMMAND ARGS...``: run any
   command, and the Python processes it starts, instrumented; print the merged report; keep
   the command's exit status.
 * ``report FILE... [--json PATH]``: render (and merge) saved JSON reports.
+
+Without a file, ``plan``, ``check-config`` and ``run`` read the one ``FLEXT_CTX_CONFIG`` names.
 
 Exit status: 0 when all went well, 2 on a usage or configuration error (the message on
 stderr). Each verb is one `Verb` in `VERBS`; adding a verb is adding one.
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-from flext_ctx_aspects.config import Config, load_config, unmatched_includes
+from flext_ctx_aspects.config import Config, ineffective_entries, load_config
 from flext_ctx_aspects.errors import ConfigError
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "VERBS", "Verb", "main"]
@@ -47,15 +49,12 @@ class Verb:
     run: Callable[[argparse.Namespace, TextIO], int]
 
 
-def _load(path: str) -> Config:
+def _load(path: str | None) -> Config:
     config = load_config(path)
-    missing = unmatched_includes(config)
-    if missing:
-        where = f"{config.source} [instrument]"
+    for problem in ineffective_entries(config):
         if config.instrument.strict:
-            raise ConfigError(where, "include", "globs matching importable modules", repr(missing))
-        print(f"flext-ctx: warning: `include` in {where}: {missing!r} match no importable "
-              "module", file=sys.stderr)  # fmt: skip
+            raise problem
+        print(f"flext-ctx: warning: {problem}", file=sys.stderr)
     return config
 
 
@@ -63,7 +62,9 @@ def _load(path: str) -> Config:
 
 
 def _configure_plan(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="configuration file")
+    parser.add_argument(
+        "--config", metavar="FILE", help="configuration file (default: $FLEXT_CTX_CONFIG)"
+    )
     parser.add_argument(
         "--import",
         dest="imports",
@@ -124,7 +125,12 @@ def _kind(kind: str, binding: str) -> str:
 
 
 def _configure_check(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="pyproject.toml or a standalone TOML file")
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        nargs="?",
+        help="pyproject.toml or a standalone TOML file (default: $FLEXT_CTX_CONFIG)",
+    )
 
 
 def _run_check(args: argparse.Namespace, out: TextIO) -> int:

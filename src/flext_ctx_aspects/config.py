@@ -19,7 +19,6 @@ children never parse TOML again.
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import inspect
 import json
 import math
@@ -34,8 +33,10 @@ from flext_ctx_aspects._config_check import (
     Where,
     check_keys,
     describe,
+    ineffective_entries,
     module_glob,
     qualname_glob,
+    unmatched_includes,
     want_bool,
     want_globs,
     want_number,
@@ -72,6 +73,7 @@ __all__ = [
     "ServiceConfig",
     "config_from_json",
     "config_from_mapping",
+    "ineffective_entries",
     "load_config",
     "unmatched_includes",
 ]
@@ -236,9 +238,7 @@ def _maybe(tables: Mapping[str, Any], key: str, check: Callable[[Any], Any]) -> 
 
 
 def _sinks(where: Where, value: object) -> tuple[str, ...]:
-    # Imported here, propagation first: settings and propagation import each other, and
-    # only this order works (the cycle goes away with issue 8).
-    import flext_ctx_aspects.propagation  # noqa: F401 - imported for its side effect
+    # Settings are loaded only by programs that change them.
     from flext_ctx_aspects.settings import BUILTIN_SINKS
 
     names = want_str_list(where, "sinks", value, "built-in sink names")
@@ -442,29 +442,3 @@ def config_from_json(text: str) -> Config:
             "the JSON form", "config", '{"source": ..., "config": {...}}', repr(error)
         ) from None
     return config_from_mapping(tables, str(source))
-
-
-def unmatched_includes(config: Config) -> list[str]:
-    """The ``include`` globs that can match no importable module (warn, or refuse if strict).
-
-    A glob's literal dotted prefix (``shop`` of ``shop.*``, ``shop.api`` of ``shop.api.v*``)
-    must be an importable module, found with the import system's finders without importing
-    it (a parent package is imported when a dotted name is looked up, as Python does).
-    """
-    missing = []
-    for pattern in config.instrument.include:
-        prefix = []
-        for part in pattern.split("."):
-            if any(char in part for char in "*?[]!"):
-                break
-            prefix.append(part)
-        if not prefix:
-            continue  # '*' or '*.api': nothing fixed to look up
-        name = ".".join(prefix)
-        try:
-            found = name in sys.modules or importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing.append(pattern)
-    return missing

@@ -16,9 +16,10 @@ import flext_ctx_aspects
 SOURCE = str(Path(flext_ctx_aspects.__file__).resolve().parent.parent)
 
 
-def flext_ctx(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def flext_ctx(*args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), SOURCE])}
     env.pop("FLEXT_CTX_CONFIG", None)
+    env.update(extra)
     return subprocess.run(
         [sys.executable, "-m", "flext_ctx_aspects", *args],
         cwd=cwd,
@@ -159,7 +160,12 @@ def test_strict_include_matching_nothing(project: Path) -> None:
 
 def test_usage_errors(project: Path) -> None:
     assert flext_ctx(cwd=project).returncode == 2
-    assert flext_ctx("plan", cwd=project).returncode == 2  # --config is required
+    result = flext_ctx("plan", cwd=project)  # no --config and no FLEXT_CTX_CONFIG
+    assert result.returncode == 2
+    assert "FLEXT_CTX_CONFIG" in result.stderr
+    result = flext_ctx("check-config", cwd=project, FLEXT_CTX_CONFIG="pyproject.toml")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["source"] == "pyproject.toml"
     result = flext_ctx("--help", cwd=project)
     assert result.returncode == 0
     assert "plan" in result.stdout

@@ -412,7 +412,7 @@ def test_strict_refuses_includes_matching_nothing() -> None:
     settings = {"instrument": {"include": ["no_such_package_qq"], "strict": True}}
     with pytest.raises(ConfigError, match="no_such_package_qq"):
         instrument(settings)
-    with pytest.warns(ConfigWarning, match="match no importable module"):
+    with pytest.warns(ConfigWarning, match="globs matching importable modules"):
         instrument({"instrument": {"include": ["no_such_package_qq"]}}).uninstrument()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from flext_ctx_aspects.config import (
     AspectSpec,
     Config,
     config_from_json,
+    ineffective_entries,
     load_config,
     unmatched_includes,
 )
@@ -239,3 +241,35 @@ def test_duplicate_aspect_is_refused() -> None:
     assert "each aspect at most once (got 'timed' again)" in refused(
         {"instrument": {"aspects": ["timed", "timed"]}}
     )
+
+
+def test_checking_includes_imports_nothing(make_package: Any) -> None:
+    package = make_package({"sub/__init__.py": "", "sub/leaf.py": "import sys\n"})
+    config = load_config(
+        {"instrument": {"include": [f"{package}.sub.leaf", f"{package}.sub.none", f"{package}.*"]}},
+        environ={},
+    )
+    assert unmatched_includes(config) == [f"{package}.sub.none"]
+    assert package not in sys.modules
+    assert f"{package}.sub" not in sys.modules
+
+
+def test_a_rule_no_include_reaches_is_reported() -> None:
+    config = load_config(
+        {
+            "instrument": {
+                "include": ["json", "json.*"],
+                "rules": [
+                    {"match": "jsn.decoder:*", "aspects": []},
+                    {"match": "json.*:*", "aspects": []},
+                ],
+            }
+        },
+        environ={},
+    )
+    problems = [str(p) for p in ineffective_entries(config)]
+    expected = (
+        "`match` in the mapping [instrument.rules[0]] must be a module the include globs "
+        "select (got 'jsn.decoder:*', whose module no include glob matches)"
+    )
+    assert problems == [expected]

@@ -359,3 +359,58 @@ def test_doctest_discovery_finds_the_same_doctests(make_package: MakePackage) ->
             runner.run(test)
         assert runner.failures == 0
         assert runner.tries == 4
+
+
+OTHERS = """\
+import functools
+
+@functools.lru_cache(maxsize=None)
+def cached(x):
+    return x
+
+partial_one = functools.partial(int, base=2)
+
+class Meta(type):
+    def __setattr__(cls, name, value):
+        if name == "locked":
+            raise AttributeError("locked is read-only")
+        super().__setattr__(name, value)
+
+class Locked(metaclass=Meta):
+    def locked(self):
+        return "still here"
+
+    def free(self):
+        return "free"
+"""
+
+
+def test_other_callables_are_listed_and_refusing_classes_do_not_break(
+    make_package: MakePackage,
+) -> None:
+    _, name = load(make_package, OTHERS)
+    module = importlib.import_module(name)
+    plan = select_module(module, load_config(config(name.partition(".")[0]), environ={}))
+    reasons = {s.qualname: s.reason for s in plan.skipped}
+    assert reasons["cached"] == "not a Python function (_lru_cache_wrapper)"
+    with instrument(config(name.partition(".")[0])) as handle:
+        assert module.Locked().locked() == "still here"  # the metaclass refused: left as is
+        assert handle.refused == [
+            (f"{name}:Locked.locked", "Locked refuses attribute assignment (locked is read-only)")
+        ]
+        assert hasattr(vars(module.Locked)["free"], "_self_aspects")
+        assert module.cached(2) == 2
+
+
+@pytest.mark.slow
+def test_multiprocessing_sends_instrumented_functions(make_package: MakePackage) -> None:
+    import multiprocessing
+
+    _, name = load(make_package, PICKLING)
+    with instrument(config(name.partition(".")[0])):
+        module = importlib.import_module(name)
+        assert hasattr(module.checkout, "_self_aspects")
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(1) as pool:
+            assert pool.map(module.checkout, [1, 2]) == [2, 3]
+            assert pool.apply(module.Order.tax, (5,)) == 5

@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects.config import (
     Config,
     build_decorator,
+    ineffective_entries,
     load_config,
-    unmatched_includes,
 )
 from flext_ctx_aspects.errors import ConfigError, ConfigWarning
 from flext_ctx_aspects.instrument import _hook
@@ -35,6 +36,10 @@ __all__ = ["Instrumentation", "instrument", "no_instrument", "uninstrument"]
 T = TypeVar("T")
 _logger = logging.getLogger("flext_ctx_aspects")
 _lock = threading.Lock()
+
+
+class _RefusedError(Exception):
+    """A class refused the assignment of a wrapper (its metaclass forbids it)."""
 
 
 def no_instrument(obj: T) -> T:
@@ -65,6 +70,8 @@ class Instrumentation:
             (instrumented too; references to their functions that other code took before,
             other than module attributes, still reach the originals).
         modules: Names of the modules instrumented so far.
+        refused: ``(place, why)`` of callables left as they are because their class
+            refused the assignment (a metaclass ``__setattr__`` that forbids it).
     """
 
     def __init__(self, config: Config) -> None:
@@ -72,6 +79,7 @@ class Instrumentation:
         self.ledger = Ledger()
         self.imported_early: tuple[str, ...] = ()
         self.modules: list[str] = []
+        self.refused: list[tuple[str, str]] = []
         self.active = False
         self._decorators: dict[tuple[int, ...], list[Callable[[Any], Any]]] = {}
         self._wanted: dict[str, bool] = {}
@@ -104,7 +112,15 @@ class Instrumentation:
         """Wrap what `select_module` selects in ``module``; return how many."""
         plan = select_module(module, self.config, _hook.is_ours)
         for entry in plan.selected:
-            self._wrap(entry)
+            try:
+                self._wrap(entry)
+            except _RefusedError as refused:
+                self.refused.append((f"{entry.module}:{entry.qualname}", str(refused)))
+                _logger.info(
+                    "flext_ctx_aspects: %s:%s left as is: %s", entry.module, entry.qualname, refused
+                )
+            except Exception as exc:
+                report_internal_error(f"wrapping {entry.module}:{entry.qualname}", exc)
         if module.__name__ not in self.modules:
             self.modules.append(module.__name__)
         return len(plan.selected)
@@ -121,8 +137,16 @@ class Instrumentation:
             wrapper = entry.original
             for decorator in reversed(decorators):  # the first aspect is the outermost
                 wrapper = decorator(wrapper)
-        for owner, attribute in entry.places:
-            self.ledger.replace(owner, attribute, entry.original, wrapper)
+        for index, (owner, attribute) in enumerate(entry.places):
+            try:
+                self.ledger.replace(owner, attribute, entry.original, wrapper)
+            except (AttributeError, TypeError) as error:
+                # A class (its metaclass) refusing assignment. Where it is the first place,
+                # nothing was replaced; later places keep the original, and are reported.
+                where = getattr(owner, "__qualname__", getattr(owner, "__name__", "?"))
+                if index == 0:
+                    raise _RefusedError(f"{where} refuses attribute assignment ({error})") from None
+                self.refused.append((f"{where}.{attribute}", f"refuses assignment ({error})"))
 
     def start(self) -> None:
         """Apply the switches, activate the hook, instrument modules already imported."""
@@ -185,9 +209,7 @@ class Instrumentation:
 
 
 def _apply_switches(config: Config) -> tuple[Any, Any] | None:
-    # Imported here, propagation first: settings and propagation import each other, and
-    # only this order works (the cycle goes away with issue 8).
-    import flext_ctx_aspects.propagation  # noqa: F401 - imported for its side effect
+    # Settings are loaded only by programs that change them.
     from flext_ctx_aspects.settings import apply_settings, current_settings
 
     changes: dict[str, Any] = {}
@@ -252,16 +274,10 @@ def instrument(
             matches no importable module. Nothing has changed when it is raised.
     """
     resolved = config if isinstance(config, Config) else load_config(config)
-    missing = unmatched_includes(resolved)
-    if missing:
-        where = f"{resolved.source} [instrument]"
+    for problem in ineffective_entries(resolved):
         if resolved.instrument.strict:
-            raise ConfigError(where, "include", "globs matching importable modules", f"{missing!r}")
-        warnings.warn(
-            f"`include` in {where}: {missing!r} match no importable module",
-            ConfigWarning,
-            stacklevel=2,
-        )
+            raise problem
+        warnings.warn(str(problem), ConfigWarning, stacklevel=2)
     if _hook.active():
         warnings.warn(
             "instrument() called while another instrumentation is active: both apply; "

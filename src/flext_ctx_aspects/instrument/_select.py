@@ -18,9 +18,9 @@ import functools
 import re
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from flext_ctx_aspects._engine import AspectWrapper, detect_kind
 from flext_ctx_aspects.config import AspectSpec, Config
@@ -79,9 +79,8 @@ _C_CALLABLES: Final = (
 _TEST_PART: Final = re.compile(r"(test_.*|.*_test|tests?|conftest)")
 
 
-@dataclass(frozen=True, slots=True)
-class Selected:
-    """A callable that gets wrapped.
+class Selected(NamedTuple):
+    """A callable that gets wrapped (a named tuple: thousands are made per large import).
 
     Attributes:
         module: Module name.
@@ -96,8 +95,8 @@ class Selected:
     qualname: str
     binding: str
     aspects: tuple[AspectSpec, ...]
-    original: Any = field(compare=False, repr=False)
-    places: tuple[tuple[Any, str], ...] = field(compare=False, repr=False)
+    original: Any
+    places: tuple[tuple[Any, str], ...]
 
     @property
     def kind(self) -> str:
@@ -125,11 +124,20 @@ class ModulePlan:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def _any_match(name: str, patterns: Iterable[str]) -> str | None:
-    for pattern in patterns:
-        if fnmatch.fnmatchcase(name, pattern):
-            return pattern
-    return None
+_compiled: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+
+def _any_match(name: str, patterns: tuple[str, ...]) -> str | None:
+    """The first of ``patterns`` matching ``name`` (one compiled regex per pattern tuple)."""
+    regex = _compiled.get(patterns)
+    if regex is None:
+        if len(_compiled) > 256:  # configurations are few; never let this grow unbounded
+            _compiled.clear()
+        body = "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or r"(?!)"
+        regex = _compiled[patterns] = re.compile(body)
+    if regex.match(name) is None:
+        return None
+    return next(p for p in patterns if fnmatch.fnmatchcase(name, p))
 
 
 def module_refusal(name: str, config: Config) -> str | None:
@@ -150,7 +158,7 @@ def module_refusal(name: str, config: Config) -> str | None:
     return None
 
 
-def _explicitly_named(qualname: str, patterns: Iterable[str], prefix: str) -> bool:
+def _explicitly_named(qualname: str, patterns: tuple[str, ...], prefix: str) -> bool:
     # A private or dunder name is selected only by a pattern that spells the underscore
     # itself ("_*", "Cart.__call__"), never by "*".
     return any(
@@ -169,10 +177,12 @@ def _is_dunder(name: str) -> bool:
 
 
 def _marked(obj: Any) -> bool:
-    if getattr(obj, NO_INSTRUMENT_ATTRIBUTE, False) is True:
+    # Read from the instance dict: a missing attribute costs an exception inside getattr.
+    namespace = getattr(obj, "__dict__", None)
+    if namespace and namespace.get(NO_INSTRUMENT_ATTRIBUTE) is True:
         return True
     inner = getattr(obj, "__func__", None)
-    return inner is not None and getattr(inner, NO_INSTRUMENT_ATTRIBUTE, False) is True
+    return inner is not None and _marked(inner)
 
 
 class _Walk:
@@ -189,6 +199,11 @@ class _Walk:
         self.canonical: dict[int, tuple[Any, str, str, str]] = {}  # id -> owner, attr, qual, bind
         self.objects: dict[int, Any] = {}
         self.memo: dict[int, str | None] = {}
+        self.all_functions = "*" in config.instrument.functions
+        # Rules whose module glob matches this module: the rest never apply here.
+        self.rules = [
+            rule for rule in config.instrument.rules if _any_match(self.name, (rule.module,))
+        ]
 
     def skip(self, qualname: str, reason: str) -> None:
         self.plan.skipped.append(Skipped(self.name, qualname, reason))
@@ -221,13 +236,16 @@ class _Walk:
                 self.skip(qualname, "builtin or C function")
             return
         else:
-            if callable(value) and in_class and not isinstance(value, type):
+            # Callables defined here that are not functions (functools.lru_cache, partial
+            # objects, callable instances): listed, so the plan explains why they stay as is.
+            here = in_class or getattr(value, "__module__", None) == self.name
+            if here and callable(value) and not isinstance(value, type):
                 self.skip(qualname, f"not a Python function ({type(value).__name__})")
             return
-        if self.ours(value):
-            self.skip(qualname, "already instrumented")
-            return
         if isinstance(value, AspectWrapper):
+            if self.ours(value):  # only wrappers can be ours: plain functions skip the call
+                self.skip(qualname, "already instrumented")
+                return
             if getattr(value, "__module__", None) == self.name:
                 self.skip(qualname, "already decorated with flext_ctx_aspects aspects")
             return
@@ -237,10 +255,10 @@ class _Walk:
             return
         home = function.__module__
         if home != self.name:
-            if not in_class and attribute == function.__name__:
+            if attribute == function.__name__ and not in_class:
                 self.skip(qualname, f"imported from {home}")
-            elif in_class:
-                self.skip(qualname, f"defined in {home}, not here")
+            else:  # an alias of a function of another module, or a decorator's closure
+                self.skip(qualname, f"defined in {home} as {function.__qualname__}, not here")
             return
         key = id(value)
         self.objects[key] = value
@@ -292,23 +310,23 @@ class _Walk:
 
     def refusal(self, function: types.FunctionType, attribute: str, qualname: str) -> str | None:
         ins = self.config.instrument
-        if _marked(function):
-            return "@no_instrument"
         if attribute in NEVER_WRAPPED:
             return "dunder the interpreter calls implicitly (never wrapped)"
         if _is_dunder(attribute):
             if not _explicitly_named(qualname, ins.functions, "__"):
                 return "dunder (name it in functions to wrap it)"
-        elif any(p.startswith("_") for p in qualname.split(".")) and not _explicitly_named(
+        elif (qualname[0] == "_" or "._" in qualname) and not _explicitly_named(
             qualname, ins.functions, "_"
         ):
             return "private (name it in functions to wrap it)"
-        if _any_match(qualname, ins.functions) is None:
+        # The common configurations (functions = ["*"], no exclusions) cost no matching.
+        if not self.all_functions and _any_match(qualname, ins.functions) is None:
             return "not matched by functions"
-        excluded = _any_match(qualname, ins.exclude_functions)
-        if excluded is not None:
-            return f"excluded by exclude_functions {excluded!r}"
-        if getattr(function, "__isabstractmethod__", False):
+        if ins.exclude_functions:
+            excluded = _any_match(qualname, ins.exclude_functions)
+            if excluded is not None:
+                return f"excluded by exclude_functions {excluded!r}"
+        if function.__dict__ and function.__dict__.get("__isabstractmethod__", False):
             return "abstract method"
         use = frame_use(function, self.namespace, self.memo)
         if use is not None:
@@ -316,10 +334,8 @@ class _Walk:
         return None
 
     def aspects_for(self, qualname: str) -> tuple[AspectSpec, ...]:
-        for rule in self.config.instrument.rules:
-            if fnmatch.fnmatchcase(self.name, rule.module) and fnmatch.fnmatchcase(
-                qualname, rule.qualname
-            ):
+        for rule in self.rules:
+            if _any_match(qualname, (rule.qualname,)):
                 return rule.aspects
         return self.config.instrument.aspects
 
