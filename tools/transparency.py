@@ -83,6 +83,8 @@ class Suite:
         test_requires: extra requirements to install for the tests.
         pytest_args: arguments after ``python -m pytest``, run from the unpacked sdist.
         env: extra environment for install and test runs (e.g. pure-Python switches).
+        min_calls: this suite's activity threshold, overriding ``--min-calls`` (None: the option).
+        min_functions: same for ``--min-functions``.
     """
 
     key: str
@@ -91,6 +93,8 @@ class Suite:
     test_requires: tuple[str, ...] = ()
     pytest_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    min_calls: int | None = None
+    min_functions: int | None = None
 
 
 def _strings(table: dict[str, Any], key: str, where: str, *, required: bool = False) -> list[str]:
@@ -123,6 +127,14 @@ def load_suites(path: Path) -> dict[str, Suite]:
         env = table.get("env", {})
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise SetupError(f"{where}: `env` must be a table of strings (got {env!r})")
+        thresholds = {}
+        for name in ("min_calls", "min_functions"):
+            value = table.get(name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise SetupError(
+                    f"{where}: `{name}` must be a non-negative integer (got {value!r})"
+                )
+            thresholds[name] = value
         suites[key] = Suite(
             key=key,
             requirement=requirement,
@@ -130,6 +142,7 @@ def load_suites(path: Path) -> dict[str, Suite]:
             test_requires=tuple(_strings(table, "test_requires", where)),
             pytest_args=tuple(_strings(table, "pytest_args", where)),
             env=dict(env),
+            **thresholds,
         )
     if not suites:
         raise SetupError(f"{path}: no [suites.NAME] tables")
@@ -218,14 +231,17 @@ def prepare(
         if not venv.is_dir():
             _setup_step([sys.executable, "-m", "venv", str(venv)], logs / "venv.log", env=env)
         python = str(venv / "bin" / "python")
-        install = install or not (work / "installed").exists()
+        # A virtualenv of an earlier run in the same --workdir is reused as it was set up,
+        # unless that was for another flext_ctx_aspects tree.
+        marker = work / "installed"
+        install = install and not (marker.exists() and marker.read_text() == str(repo))
     if install:
         _setup_step(
             [python, "-m", "pip", "install", str(source), *suite.test_requires, "-e", str(repo)],
             logs / "install.log",
             env=env,
         )
-        (work / "installed").touch()
+        (work / "installed").write_text(str(repo))
     return python, source
 
 
@@ -367,7 +383,11 @@ def run_suite(suite: Suite, work: Path, args: argparse.Namespace) -> int:
         return EXIT_DIFFERENT
     for line in comparison.lines():
         print(f"[{suite.key}] {line}")
-    active, activity = check_report(report, args.min_calls, args.min_functions)
+    active, activity = check_report(
+        report,
+        args.min_calls if suite.min_calls is None else suite.min_calls,
+        args.min_functions if suite.min_functions is None else suite.min_functions,
+    )
     print(f"[{suite.key}] {activity}")
     ran = sum(comparison.plain.values())
     summary = {
@@ -405,7 +425,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-install",
         action="store_true",
-        help="with --python: skip pip install (the interpreter is ready)",
+        help="skip pip install: --python is ready (a --workdir venv is reused anyway)",
     )
     run.add_argument(
         "--plain-only",
@@ -457,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             return EXIT_SETUP
         root = args.workdir or Path(tempfile.mkdtemp(prefix="transparency-"))
+        verdict = (
+            "all suites passed plain" if args.plain_only else "all suites identical and active"
+        )
         status = 0
         for name in args.suites:
             status = max(status, run_suite(suites[name], root / name, args))
@@ -466,10 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     except MissingApiError as exc:
         print(f"transparency: {exc}", file=sys.stderr)
         return EXIT_NO_API
-    print(
-        f"transparency: {'all suites identical and active' if status == 0 else 'FAILED'}"
-        f" (work dir {root})"
-    )
+    print(f"transparency: {verdict if status == 0 else 'FAILED'} (work dir {root})")
     return status
 
 
