@@ -220,9 +220,9 @@ def _sampled_out(correlation_id: str | None) -> bool:
     except ValueError:
         bucket = None
     if bucket is None:
-        import random
+        from flext_ctx_aspects._ids import rng  # never the shared `random`: user seeds stay intact
 
-        bucket = random.random()
+        bucket = rng.random()
     return bucket >= _sample_rate
 
 
