@@ -220,9 +220,9 @@ def _sampled_out(correlation_id: str | None) -> bool:
     except ValueError:
         bucket = None
     if bucket is None:
-        from flext_ctx_aspects._ids import rng  # never the shared `random`: user seeds stay intact
+        import random
 
-        bucket = rng.random()
+        bucket = random.random()
     return bucket >= _sample_rate
 
 
