@@ -5,11 +5,18 @@ id can serve as a W3C trace id unchanged. ``getrandbits(128).to_bytes(16, "big")
 the fastest way measured here: about half the cost of ``"%032x" % getrandbits(128)`` and an
 eighth of ``uuid.uuid4().hex``; a pool refilled from one large random block was no faster
 (the block's formatting dominates) and needs fork handling, so it was dropped
-(``benchmarks/test_core_state_design.py``). The ``random`` module reseeds itself in forked children.
+(``benchmarks/test_core_state_design.py``).
+
+The bits come from the library's own :class:`random.Random` instance (:data:`rng`), never
+from the ``random`` module's shared one: instrumented code that seeds ``random`` and replays
+a sequence (``random.seed(0); random.sample(...)``, as more-itertools' tests do) must see the
+same numbers with and without our aspects drawing ids in between. It is reseeded in forked
+children, as the ``random`` module does for its own instance.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 
@@ -30,7 +37,11 @@ __all__ = [
 IdGenerator = Callable[[], str]
 """A zero-argument callable returning a new identifier string."""
 
-_getrandbits = random.getrandbits
+rng = random.Random()
+"""The library's private source of random bits (ids, sampling): never the shared ``random``."""
+if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's ids
+    os.register_at_fork(after_in_child=rng.seed)
+_getrandbits = rng.getrandbits
 randbits = _getrandbits  # for compiled call paths that inline generate_id()
 
 

@@ -29,12 +29,12 @@ Decisions taken where the specification leaves room:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import methodcaller
 from typing import Final
 
+from flext_ctx_aspects import _ids
 from flext_ctx_aspects.errors import InvalidValueError
 
 __all__ = [
@@ -124,7 +124,7 @@ _KEY_CHARS: Final = _LCALPHA_DIGIT | frozenset("_-*/")
 # chr = %x20 / nblk-chr ; nblk-chr = %x21-2B / %x2D-3C / %x3E-7E (§3.3.1.3.2)
 _VALUE_CHARS: Final = frozenset(chr(c) for c in range(0x20, 0x7F)) - frozenset(",=")
 
-_getrandbits = random.getrandbits
+_getrandbits = _ids.rng.getrandbits  # never the shared `random`: user seeds stay intact
 
 
 @dataclass(frozen=True, slots=True)
