@@ -14,11 +14,15 @@ compiles each distinct shape once.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from flext_ctx_aspects import _ids, _state
 from flext_ctx_aspects._advice import Source, Target
+from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects.errors import InvalidValueError
+from flext_ctx_aspects.fields import field_by_name
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -100,6 +104,53 @@ def _text(value: object) -> str | None:
     return value if value is None or isinstance(value, str) else str(value)
 
 
+# --- one rule for every field value -------------------------------------------------------
+#
+# Every field but ``request_metadata`` holds text. A value (a constant of an Advice or a value
+# taken from the call) is converted with str() when it is not already a str (None means "not
+# set"); a custom field's value must then pass its ContextField's own check (characters,
+# length, validator). A constant that fails is refused at decoration time; a value from the
+# call that fails is dropped (the field keeps the value it had) and reported.
+
+
+def field_constant(field: str, value: object, where: str) -> object:
+    """Return the constant ``value`` of ``field`` as it will be stored.
+
+    Raises:
+        TypeError: ``request_metadata`` given something that is not a mapping.
+        InvalidValueError: A custom field's value that its declaration refuses.
+    """
+    if value is None:
+        return None
+    if field == "request_metadata":
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"{where}: request_metadata must be a mapping (got {type(value).__name__})"
+            )
+        return dict(value)
+    text = _text(value)
+    declared = field_by_name(field) if field not in BUILTIN_FIELDS else None
+    if declared is None:
+        return text
+    try:
+        return declared.clean(text)
+    except InvalidValueError as exc:
+        raise InvalidValueError(field, f"{exc.reason} (constant given to {where})", exc.length) from None
+
+
+def _custom(name: str, value: object, current: object) -> object:
+    """A custom field's value from the call, checked; ``current`` when it is refused."""
+    if value is None:
+        return None
+    declared = field_by_name(name)
+    try:
+        text = value if isinstance(value, str) else str(value)
+        return text if declared is None else declared.clean(text)
+    except Exception as exc:
+        report_internal_error(f"custom context field {name!r} from the call", exc)
+        return current
+
+
 class _Emitter:
     """Accumulates the body of one ``update`` function."""
 
@@ -111,6 +162,7 @@ class _Emitter:
             "_default_gen": _ids.generate_id,
             "_randbits": _ids.randbits,
             "_text": _text,
+            "_custom": _custom,
         }
         self.slots = [f"s[{index}]" for index in range(len(_state.EMPTY))]
         self.custom: dict[str, str] = {}
@@ -176,8 +228,10 @@ class _Emitter:
             expression = f"{resolve}(instance, args, kwargs)"
             if field in _TEXT_FIELDS:
                 expression = f"_text({expression})"
+            elif field not in BUILTIN_FIELDS:
+                expression = f"_custom({field!r}, {expression}, {self.read(field)})"
             return self.local(expression)
-        return self.constant(source)
+        return self.constant(field_constant(field, source, self.target.qualname))
 
     def _metadata(self, source: MergeMetadata) -> str:
         current = self.read("request_metadata")
@@ -204,6 +258,9 @@ class _Emitter:
 DEFAULT_CACHE_SIZE: Final = 1024
 _code_cache: dict[str, Any] = {}
 _cache_size = DEFAULT_CACHE_SIZE
+# Decoration happens from any thread (imports in threads, lazy instrumentation): the cache's
+# read-evict-insert sequence is one critical section, or two threads evict the same key.
+_cache_lock = threading.Lock()
 
 
 def set_cache_size(size: int) -> None:
@@ -211,9 +268,10 @@ def set_cache_size(size: int) -> None:
     global _cache_size
     if size < 1:
         raise ValueError(f"cache size must be >= 1 (got {size!r})")
-    _cache_size = size
-    while len(_code_cache) > size:
-        del _code_cache[next(iter(_code_cache))]
+    with _cache_lock:
+        _cache_size = size
+        while len(_code_cache) > size:
+            del _code_cache[next(iter(_code_cache))]
 
 
 def compile_update(target: Target, changes: Sequence[Mapping[str, Any]]) -> Updater | None:
@@ -243,12 +301,15 @@ def compile_update(target: Target, changes: Sequence[Mapping[str, Any]]) -> Upda
     if not emitter.changed:
         return None
     source = emitter.source()
-    code = _code_cache.get(source)
+    with _cache_lock:
+        code = _code_cache.get(source)
     if code is None:
+        # Compiled outside the lock: two threads may compile one shape, both results are equal.
         code = compile(source, "<flext_ctx_aspects compiled update>", "exec")
-        if len(_code_cache) >= _cache_size:
-            del _code_cache[next(iter(_code_cache))]
-        _code_cache[source] = code
+        with _cache_lock:
+            while len(_code_cache) >= _cache_size:
+                del _code_cache[next(iter(_code_cache))]
+            _code_cache[source] = code
     namespace = dict(emitter.namespace)
     exec(code, namespace)  # noqa: S102 - source is generated above from field names and locals only
     update: Updater = namespace["update"]
