@@ -483,8 +483,9 @@ def _coroutine_caller(run_in_scope: Callable[..., Any], names: tuple[str, str]) 
             return wrapped(*args, **kwargs)
         # The inner coroutine is created now, so a bad call raises TypeError here, as it
         # would undecorated, not at the first await.
+        coroutine = wrapped(*args, **kwargs)
         pending = new_pending()
-        pending.coroutine = wrapped(*args, **kwargs)
+        pending.coroutine = coroutine
         return run_in_scope(pending, instance, args, kwargs)
 
     return call_coroutine
