@@ -454,7 +454,13 @@ def _scenarios() -> dict[str, tuple[dict[str, str], list[tuple[str, Any]]]]:
         for reaction in REACTIONS:
             scenarios[f"throw-{name}-{reaction}"] = (
                 {name: reaction},
-                [("next", None), ("send", "x"), ("throw", exc_type), ("next", None), ("close", None)],
+                [
+                    ("next", None),
+                    ("send", "x"),
+                    ("throw", exc_type),
+                    ("next", None),
+                    ("close", None),
+                ],
             )
     for reaction in REACTIONS:
         scenarios[f"close-{reaction}"] = (
@@ -497,9 +503,9 @@ def run_generator(generator: Any, steps: list[tuple[str, Any]]) -> list[Any]:
         if action == "next":
             transcript.append(outcome(lambda: next(generator)))
         elif action == "send":
-            transcript.append(outcome(lambda: generator.send(value)))
+            transcript.append(outcome(lambda value=value: generator.send(value)))
         elif action == "throw":
-            transcript.append(outcome(lambda: generator.throw(value)))
+            transcript.append(outcome(lambda value=value: generator.throw(value)))
         else:
             transcript.append(outcome(generator.close))
         assert snapshot() == before, f"context changed by {action}"
@@ -514,9 +520,9 @@ def run_async_generator(generator: Any, steps: list[tuple[str, Any]]) -> list[An
             if action == "next":
                 transcript.append(await outcome_async(generator.__anext__))
             elif action == "send":
-                transcript.append(await outcome_async(lambda: generator.asend(value)))
+                transcript.append(await outcome_async(lambda value=value: generator.asend(value)))
             elif action == "throw":
-                transcript.append(await outcome_async(lambda: generator.athrow(value)))
+                transcript.append(await outcome_async(lambda value=value: generator.athrow(value)))
             else:
                 transcript.append(await outcome_async(generator.aclose))
             assert snapshot() == before, f"context changed by {action}"

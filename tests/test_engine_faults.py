@@ -65,7 +65,7 @@ class Other:
         return (self, *args)
 
 
-class Callable_:
+class CallableObject:
     def __call__(self, *args: Any) -> tuple[Any, ...]:
         return args
 
@@ -97,14 +97,16 @@ hooked = aspect(Advice(before=lambda call: None))
 def _objects() -> dict[str, Any]:
     return {
         "partial": functools.partial(combine, 1),
-        "callable-instance": Callable_(),
+        "callable-instance": CallableObject(),
         "bound-method": OTHER.method,
         "self-returning-descriptor": SelfReturningDescriptor(),
         "binding-descriptor": BindingDescriptor(),
     }
 
 
-@pytest.mark.parametrize("decorator", [timed, service("s"), hooked], ids=["timed", "fields", "hooks"])
+@pytest.mark.parametrize(
+    "decorator", [timed, service("s"), hooked], ids=["timed", "fields", "hooks"]
+)
 @pytest.mark.parametrize("shape", list(_objects()))
 def test_class_attributes_bind_as_the_wrapped_object(shape: str, decorator: Any) -> None:
     plain = _objects()[shape]
@@ -170,7 +172,7 @@ def test_kind_is_what_calling_the_object_does() -> None:
     assert detect_kind(functools.partial(combine_async, 1)) == "coroutine"
     assert detect_kind(functools.partial(functools.partial(AsyncHandler()), 1)) == "coroutine"
     assert detect_kind(AsyncHandler().__call__) == "coroutine"
-    assert detect_kind(Callable_()) == "function"
+    assert detect_kind(CallableObject()) == "function"
     assert detect_kind(AsyncHandler) == "function"  # calling a class makes an instance
 
 
@@ -247,8 +249,8 @@ async def stream() -> AsyncIterator[int]:
 def test_a_partial_is_recorded_under_the_function_it_calls() -> None:
     with capture_operations() as ops:
         assert timed(functools.partial(work, 1))(2) == 3
-        assert timed(Callable_())(1) == (1,)
-    assert [op.name for op in ops] == [f"{__name__}.work", f"{__name__}.Callable_"]
+        assert timed(CallableObject())(1) == (1,)
+    assert [op.name for op in ops] == [f"{__name__}.work", f"{__name__}.CallableObject"]
 
 
 @pytest.mark.parametrize(
@@ -299,20 +301,6 @@ def test_task_repr_and_never_awaited_warning_name_the_user_function() -> None:
 
 
 # --- 5. recursion depth -----------------------------------------------------------------------
-
-
-def _depth_reached(function: Callable[[int], int]) -> int:
-    reached = [0]
-
-    def probe(n: int) -> int:
-        reached[0] = n
-        return function(n + 1)
-
-    try:
-        probe(0)
-    except RecursionError:
-        pass
-    return reached[0]
 
 
 def test_recursion_depth_of_a_decorated_function() -> None:
@@ -388,7 +376,7 @@ def _ended_early(function: Callable[[], Any], how: str) -> Callable[[], Any]:
                     group.create_task(failing())
                     group.create_task(function())
 
-            with pytest.raises(BaseException) as raised:  # noqa: PT011 - ExceptionGroup
+            with pytest.raises(BaseException) as raised:
                 asyncio.run(main())
             assert "sibling" in repr(raised.value.exceptions)  # type: ignore[attr-defined]
 
@@ -495,9 +483,9 @@ def _sink_shapes() -> dict[str, Callable[[Any], Any]]:
     return {
         "timed": timed,
         "fused": lambda f: with_correlation(service("s")(timed(f))),
-        "general": lambda f: aspect(
-            Advice(fields={"service_name": "s"}, after=lambda c, e: None)
-        )(timed(f)),
+        "general": lambda f: aspect(Advice(fields={"service_name": "s"}, after=lambda c, e: None))(
+            timed(f)
+        ),
     }
 
 
@@ -579,7 +567,7 @@ def test_concurrent_decoration_with_a_full_shape_cache() -> None:
                 # A distinct field name per decoration: a distinct compiled shape.
                 field = f"shape_{worker}_{index}"
                 aspect(Advice(fields={field: arg("value")}))(tenant_function)
-        except BaseException as exc:  # noqa: BLE001 - every failure is the test's result
+        except BaseException as exc:
             errors.append(exc)
 
     switch = sys.getswitchinterval()

@@ -135,7 +135,9 @@ def field_constant(field: str, value: object, where: str) -> object:
     try:
         return declared.clean(text)
     except InvalidValueError as exc:
-        raise InvalidValueError(field, f"{exc.reason} (constant given to {where})", exc.length) from None
+        raise InvalidValueError(
+            field, f"{exc.reason} (constant given to {where})", exc.length
+        ) from None
 
 
 def _custom(name: str, value: object, current: object) -> object:

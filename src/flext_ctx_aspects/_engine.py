@@ -125,7 +125,7 @@ def _callee(target: Any) -> Any:
             return function
         else:
             # __class__, not type(): a proxy (wrapt's ObjectProxy) reports the proxied class.
-            call = getattr(function.__class__, "__call__", None)
+            call = getattr(function.__class__, "__call__", None)  # noqa: B004 - the method itself
             if call is None:
                 return function
             function = call
@@ -464,6 +464,7 @@ class _Pending:
     """
 
     __slots__ = ("coroutine",)
+    coroutine: Any
 
     def __del__(self) -> None:
         coroutine = self.coroutine
@@ -834,6 +835,8 @@ def _get_mode(wrapped: Any, binding: str, hooks: bool) -> str:
     if getattr(type(wrapped), "__get__", None) is None:
         return _GET_STATIC
     return _GET_DESCRIPTOR
+
+
 _MethodType: Final = types.MethodType
 
 _CO_KIND_FLAGS: Final = (
