@@ -638,3 +638,57 @@ def test_constants_are_converted_or_refused_at_decoration_time() -> None:
         aspect(Advice(fields={"fault_tenant": "bad\nvalue"}))(body)
     with pytest.raises(TypeError, match="request_metadata must be a mapping"):
         aspect(Advice(fields={"request_metadata": ["not", "a", "mapping"]}))(body)
+
+
+# --- siblings ----------------------------------------------------------------------------------
+
+
+def _interrupt(call: Call) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("kind", ["function", "coroutine"])
+def test_a_before_hook_raising_a_base_exception_leaves_no_scope(kind: str) -> None:
+    interrupting = aspect(Advice(fields={"service_name": "s"}, before=_interrupt))
+
+    @interrupting
+    @timed
+    def function() -> int:
+        return 1
+
+    @interrupting
+    @timed
+    async def coroutine() -> int:
+        return 1
+
+    with FlextContext.Correlation.new_correlation("caller"):
+        before = snapshot()
+        with pytest.raises(KeyboardInterrupt):
+            if kind == "function":
+                function()
+            else:
+                coroutine().send(None)  # driven in this Context
+        assert snapshot() == before
+
+
+def test_an_id_generator_returning_a_non_str_follows_the_same_rule() -> None:
+    from flext_ctx_aspects import _ids
+
+    seen: list[Any] = []
+
+    @with_correlation
+    def body() -> None:
+        seen.append(FlextContext.Correlation.get_correlation_id())
+
+    original = _ids.active_generator[0]
+    try:
+        _ids.set_generator(lambda: 12345)  # type: ignore[arg-type, return-value]
+        body()
+        _ids.set_generator(lambda: None)  # type: ignore[arg-type, return-value]
+        body()
+    finally:
+        _ids.set_generator(original)
+    assert seen[0] == "12345"
+    assert isinstance(seen[1], str)
+    assert len(seen[1]) == 32  # replaced by a default id, and reported
+    assert sum(internal_error_counts().values()) == 1

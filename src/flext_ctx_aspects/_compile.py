@@ -140,6 +140,18 @@ def field_constant(field: str, value: object, where: str) -> object:
         ) from None
 
 
+def _generated(value: object) -> str:
+    """An id from a configured generator, by the same rule; a missing one is replaced."""
+    if isinstance(value, str) and value:
+        return value
+    if value is None or value == "":
+        report_internal_error(
+            "the configured id generator", TypeError(f"it returned {value!r}, not an id")
+        )
+        return _ids.generate_id()
+    return str(value)
+
+
 def _custom(name: str, value: object, current: object) -> object:
     """A custom field's value from the call, checked; ``current`` when it is refused."""
     if value is None:
@@ -165,6 +177,7 @@ class _Emitter:
             "_randbits": _ids.randbits,
             "_text": _text,
             "_custom": _custom,
+            "_generated": _generated,
         }
         self.slots = [f"s[{index}]" for index in range(len(_state.EMPTY))]
         self.custom: dict[str, str] = {}
@@ -176,7 +189,7 @@ class _Emitter:
         # following a generator configured later.
         return (
             '((_randbits(128) or 1).to_bytes(16, "big").hex() '
-            "if _gen[0] is _default_gen else _gen[0]())"
+            "if _gen[0] is _default_gen else _generated(_gen[0]()))"
         )
 
     def constant(self, value: object) -> str:

@@ -386,7 +386,12 @@ def _sync_driver(plan: _Plan) -> Wrapper:
         snapshot = _get()
         operation = _state.get_operation()
         call = Call(plan.target, instance, args, kwargs) if plan.afters else None
-        metadata = _enter(plan, instance, args, kwargs)
+        try:
+            metadata = _enter(plan, instance, args, kwargs)
+        except BaseException:
+            # A before-hook raised a BaseException (Ctrl-C): leave no scope behind.
+            _reset_to(snapshot, operation)
+            raise
         start = _clock()
         try:
             result = wrapped(*args, **kwargs)
@@ -432,7 +437,11 @@ def _coroutine_driver(plan: _Plan) -> Wrapper:
         snapshot = _get()
         operation = _state.get_operation()
         call = Call(plan.target, instance, args, kwargs) if plan.afters else None
-        metadata = _enter(plan, instance, args, kwargs)
+        try:
+            metadata = _enter(plan, instance, args, kwargs)
+        except BaseException:
+            _reset_to(snapshot, operation)
+            raise
         start = _clock()
         try:
             result = await pending.coroutine
