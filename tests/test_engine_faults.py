@@ -692,3 +692,30 @@ def test_an_id_generator_returning_a_non_str_follows_the_same_rule() -> None:
     assert isinstance(seen[1], str)
     assert len(seen[1]) == 32  # replaced by a default id, and reported
     assert sum(internal_error_counts().values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: timed(keep_errors="false"), "keep_errors must be a bool"),
+        (lambda: timed(measure_body=1), "measure_body must be a bool"),
+        (lambda: Advice(fields=[("user_id", "u")]), "fields must be a mapping"),
+        (lambda: Advice(fields={1: "u"}), "field name must be a str"),
+        (lambda: Advice(timing="yes"), "timing must be a Timing"),
+        (lambda: Advice(before="hook"), "before must be callable"),
+    ],
+    ids=["keep-errors-string", "measure-body-int", "fields-list", "field-name", "timing", "hook"],
+)
+def test_advice_and_timing_options_are_type_checked(make: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+class Text(str):
+    upper_timed = timed(str.upper)
+
+
+def test_a_builtin_method_descriptor_binds_through_its_own_get() -> None:
+    # Not a plain function: bound by the descriptor path, as undecorated.
+    assert Text("abc").upper_timed() == "ABC"
+    assert Text.upper_timed("x") == "X"
