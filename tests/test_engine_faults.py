@@ -719,3 +719,21 @@ def test_a_builtin_method_descriptor_binds_through_its_own_get() -> None:
     # Not a plain function: bound by the descriptor path, as undecorated.
     assert Text("abc").upper_timed() == "ABC"
     assert Text.upper_timed("x") == "X"
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 13), reason="the warning exists on 3.13 only")
+def test_a_partial_read_through_an_instance_warns_for_the_caller_as_undecorated() -> None:
+    class Undecorated:
+        attribute = functools.partial(combine, 1)
+
+    class Decorated:
+        attribute = timed(functools.partial(combine, 1))
+
+    def where(host: type) -> list[tuple[str, str, str]]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            host().attribute  # noqa: B018 - the access warns
+        return [(w.category.__name__, str(w.message), w.filename) for w in caught]
+
+    assert where(Decorated) == where(Undecorated)
+    assert where(Undecorated)[0][2] == __file__

@@ -30,6 +30,7 @@ import inspect
 import sys
 import time
 import types
+import warnings
 from collections.abc import Callable, Generator
 from typing import Any, Final, NamedTuple, cast
 
@@ -769,6 +770,12 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
             return self if instance is None else _MethodType(self, instance)
         if how is _GET_STATIC:
             return self
+        if how is _GET_PARTIAL:
+            # 3.13 warns when a partial is read through an instance. Its C __get__ blames
+            # the running Python frame, which would be this one: warn for the caller instead.
+            if instance is not None:
+                warnings.warn(_PARTIAL_WARNING, FutureWarning, stacklevel=2)
+            return self
         if how is _GET_DESCRIPTOR:
             # Any other descriptor binds as it would undecorated: when its __get__ returns
             # the object itself (a partial on 3.13, a bound method on 3.10/3.13), there is
@@ -820,6 +827,11 @@ _GET_WRAPT: Final = "wrapt"
 _GET_FUNCTION: Final = "function"
 _GET_STATIC: Final = "static"
 _GET_DESCRIPTOR: Final = "descriptor"
+_GET_PARTIAL: Final = "partial"
+_PARTIAL_WARNING: Final = (
+    "functools.partial will be a method descriptor in future Python versions; "
+    "wrap it in staticmethod() if you want to preserve the old behavior"
+)
 _IMPLICIT_BINDINGS: Final[dict[str, Callable[[Any], Any]]] = {
     "__init_subclass__": classmethod,
     "__class_getitem__": classmethod,
@@ -843,6 +855,8 @@ def _get_mode(wrapped: Any, binding: str, hooks: bool) -> str:
         return _GET_WRAPT if hooks else _GET_FUNCTION
     if getattr(type(wrapped), "__get__", None) is None:
         return _GET_STATIC
+    if type(wrapped) is functools.partial and sys.version_info[:2] == (3, 13):
+        return _GET_PARTIAL
     return _GET_DESCRIPTOR
 
 
