@@ -737,3 +737,75 @@ def test_a_partial_read_through_an_instance_warns_for_the_caller_as_undecorated(
 
     assert where(Decorated) == where(Undecorated)
     assert where(Undecorated)[0][2] == __file__
+
+
+class WithMethods:
+    async def method(
+        self, a: int, /, b: int = 2, *rest: int, c: int, d: int = 4, **more: int
+    ) -> int:
+        return a
+
+    @classmethod
+    async def klass(cls, a: int, *, b: int) -> int:
+        return a
+
+    @staticmethod
+    async def static(a: int) -> int:
+        return a
+
+
+async def signature_rich(a: int, /, b: int = 2, *rest: int, c: int, d: int = 4, **more: int) -> int:
+    return a
+
+
+BAD_CALLS: list[tuple[Any, ...]] = [
+    (),
+    (1,),
+    (1, 2, 3),
+    (1,),
+]
+BAD_KWARGS: list[dict[str, Any]] = [{}, {"a": 1, "c": 3}, {"b": 1, "c": 3}, {"c": 3, "zz": 1}]
+
+
+@pytest.mark.parametrize("hooks", [False, True], ids=["plain", "hooks"])
+@pytest.mark.parametrize(
+    "reach",
+    [
+        lambda owner: signature_rich,
+        lambda owner: owner().method,
+        lambda owner: owner.klass,
+        lambda owner: owner().static,
+        lambda owner: owner.static,
+    ],
+    ids=["function", "method", "classmethod", "staticmethod-instance", "staticmethod-class"],
+)
+def test_coroutine_calls_bind_exactly_as_undecorated(reach: Any, hooks: bool) -> None:
+    decorate = aspect(Advice(after=lambda c, e: None)) if hooks else timed
+    undecorated = reach(WithMethods)
+
+    class Decorated:
+        method = decorate(WithMethods.__dict__["method"])
+        klass = decorate(WithMethods.__dict__["klass"])
+        static = decorate(WithMethods.__dict__["static"])
+
+    decorated = (
+        decorate(signature_rich) if reach(WithMethods) is signature_rich else reach(Decorated)
+    )
+
+    def outcome(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            made = function(*args, **kwargs)
+        except TypeError as exc:
+            return ("TypeError", str(exc))
+        try:
+            made.send(None)
+        except StopIteration as stop:
+            return ("value", stop.value)
+        return ("suspended",)  # pragma: no cover - the bodies never suspend
+
+    for args in BAD_CALLS:
+        for kwargs in BAD_KWARGS:
+            assert outcome(decorated, args, kwargs) == outcome(undecorated, args, kwargs), (
+                args,
+                kwargs,
+            )

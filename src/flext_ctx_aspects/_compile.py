@@ -22,7 +22,6 @@ from flext_ctx_aspects import _ids, _state
 from flext_ctx_aspects._advice import Source, Target
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects.errors import InvalidValueError
-from flext_ctx_aspects.fields import field_by_name
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -37,6 +36,14 @@ __all__ = [
 ]
 
 Updater = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
+# Finds a declared custom field by name (an object with ``clean(text) -> str``), or None.
+# Passed in by the engine: fields.py is a sibling of this module, which does not import it.
+FieldLookup = Callable[[str], Any]
+
+
+def _no_declared_fields(name: str) -> None:
+    return None
+
 
 BUILTIN_FIELDS: Final[Mapping[str, int]] = _state.FIELD_SLOTS
 # Fields whose values must be strings: values taken from arguments are converted with str().
@@ -113,7 +120,9 @@ def _text(value: object) -> str | None:
 # call that fails is dropped (the field keeps the value it had) and reported.
 
 
-def field_constant(field: str, value: object, where: str) -> object:
+def field_constant(
+    field: str, value: object, where: str, declared_field: FieldLookup = _no_declared_fields
+) -> object:
     """Return the constant ``value`` of ``field`` as it will be stored.
 
     Raises:
@@ -129,7 +138,7 @@ def field_constant(field: str, value: object, where: str) -> object:
             )
         return dict(value)
     text = _text(value)
-    declared = field_by_name(field) if field not in BUILTIN_FIELDS else None
+    declared = declared_field(field) if field not in BUILTIN_FIELDS else None
     if declared is None:
         return text
     try:
@@ -152,11 +161,11 @@ def _generated(value: object) -> str:
     return str(value)
 
 
-def _custom(name: str, value: object, current: object) -> object:
+def _custom(lookup: FieldLookup, name: str, value: object, current: object) -> object:
     """A custom field's value from the call, checked; ``current`` when it is refused."""
     if value is None:
         return None
-    declared = field_by_name(name)
+    declared = lookup(name)
     try:
         text = value if isinstance(value, str) else str(value)
         return text if declared is None else declared.clean(text)
@@ -168,8 +177,9 @@ def _custom(name: str, value: object, current: object) -> object:
 class _Emitter:
     """Accumulates the body of one ``update`` function."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, declared_field: FieldLookup) -> None:
         self.target = target
+        self.declared_field = declared_field
         self.lines: list[str] = []
         self.namespace: dict[str, Any] = {
             "_gen": _ids.active_generator,
@@ -177,6 +187,7 @@ class _Emitter:
             "_randbits": _ids.randbits,
             "_text": _text,
             "_custom": _custom,
+            "_declared": declared_field,
             "_generated": _generated,
         }
         self.slots = [f"s[{index}]" for index in range(len(_state.EMPTY))]
@@ -244,9 +255,11 @@ class _Emitter:
             if field in _TEXT_FIELDS:
                 expression = f"_text({expression})"
             elif field not in BUILTIN_FIELDS:
-                expression = f"_custom({field!r}, {expression}, {self.read(field)})"
+                expression = f"_custom(_declared, {field!r}, {expression}, {self.read(field)})"
             return self.local(expression)
-        return self.constant(field_constant(field, source, self.target.qualname))
+        return self.constant(
+            field_constant(field, source, self.target.qualname, self.declared_field)
+        )
 
     def _metadata(self, source: MergeMetadata) -> str:
         current = self.read("request_metadata")
@@ -289,8 +302,15 @@ def set_cache_size(size: int) -> None:
             del _code_cache[next(iter(_code_cache))]
 
 
-def compile_update(target: Target, changes: Sequence[Mapping[str, Any]]) -> Updater | None:
+def compile_update(
+    target: Target,
+    changes: Sequence[Mapping[str, Any]],
+    declared_field: FieldLookup = _no_declared_fields,
+) -> Updater | None:
     """Compile the field changes of a stack of aspects (outermost first).
+
+    ``declared_field`` finds the declaration of a custom field, whose check every value of
+    that field must pass (see :func:`field_constant`).
 
     Returns:
         The ``update`` function, or None when no aspect changes any field.
@@ -298,7 +318,7 @@ def compile_update(target: Target, changes: Sequence[Mapping[str, Any]]) -> Upda
     Raises:
         TypeError: A source does not fit the target (reported at decoration time).
     """
-    emitter = _Emitter(target)
+    emitter = _Emitter(target, declared_field)
     for fields in changes:
         # Every value of one aspect is computed from the state as the aspect found it, then
         # all are written: fields of one aspect do not see each other's new values. The

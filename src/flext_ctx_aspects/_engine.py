@@ -38,6 +38,7 @@ from flext_ctx_aspects import _state, records
 from flext_ctx_aspects._advice import Advice, Call, CallableKind, Target
 from flext_ctx_aspects._compile import Updater, compile_update
 from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects.fields import field_by_name
 from flext_ctx_aspects.records import TimingSpec
 
 try:  # The C implementation; wrapt falls back to pure Python where it has no extension.
@@ -205,7 +206,7 @@ class _Plan(NamedTuple):
 
 
 def _make_plan(target: Target, advices: list[Advice], names: tuple[str, str]) -> _Plan:
-    update = compile_update(target, [advice.fields for advice in advices])
+    update = compile_update(target, [advice.fields for advice in advices], field_by_name)
     timings = tuple(
         TimingSpec(
             name=advice.timing.name or target.default_name,
@@ -431,7 +432,11 @@ def _coroutine_driver(plan: _Plan) -> Wrapper:
     needs_exit = bool(plan.timings or plan.afters)
 
     async def run_in_scope(
-        pending: _Pending, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        wrapped: Any,
+        pending: _Pending | None,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         # Restoring by value, not by token: a coroutine driven by hand may be resumed in
         # another Context, where a token reset would raise.
@@ -443,9 +448,12 @@ def _coroutine_driver(plan: _Plan) -> Wrapper:
         except BaseException:
             _reset_to(snapshot, operation)
             raise
+        # Created last, right before it is awaited: nothing is left unawaited if the scope
+        # could not be entered (the arguments were checked at the call).
+        coroutine = wrapped(*args, **kwargs) if pending is None else pending.coroutine
         start = _clock()
         try:
-            result = await pending.coroutine
+            result = await coroutine
         except BaseException as exc:
             try:
                 if needs_exit:
@@ -460,7 +468,7 @@ def _coroutine_driver(plan: _Plan) -> Wrapper:
             _reset_to(snapshot, operation)
         return result
 
-    return _coroutine_caller(run_in_scope, plan.names)
+    return _coroutine_caller(run_in_scope, plan)
 
 
 class _Pending:
@@ -483,8 +491,33 @@ class _Pending:
             coroutine.close()
 
 
-def _coroutine_caller(run_in_scope: Callable[..., Any], names: tuple[str, str]) -> Wrapper:
-    _rename(run_in_scope, names)
+def _coroutine_caller(run_in_scope: Callable[..., Any], plan: _Plan) -> Wrapper:
+    """The call path of coroutine drivers: ``run_in_scope(wrapped, pending, ...)``.
+
+    A bad call must raise TypeError at the call, as undecorated, not at the first await. For
+    an ``async def`` function the arguments are checked by a generated function with the
+    same parameters and the inner coroutine is created lazily, inside the outer one (so a
+    coroutine closed or cancelled before its first step leaves nothing behind); that check
+    costs less than the :class:`_Pending` holder, which every other callable gets.
+    """
+    _rename(run_in_scope, plan.names)
+    check = _argument_checker(plan.target.function)
+    if check is not None:
+        checked: Callable[..., None] = check
+
+        def call_checked(
+            wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
+        ) -> Any:
+            if _disabled:
+                return wrapped(*args, **kwargs)
+            # Bound through wrapt (classmethods), the first parameter is not in args.
+            if instance is None:
+                checked(*args, **kwargs)
+            else:
+                checked(instance, *args, **kwargs)
+            return run_in_scope(wrapped, None, instance, args, kwargs)
+
+        return call_checked
     new_pending = _Pending
 
     def call_coroutine(
@@ -497,9 +530,59 @@ def _coroutine_caller(run_in_scope: Callable[..., Any], names: tuple[str, str]) 
         coroutine = wrapped(*args, **kwargs)
         pending = new_pending()
         pending.coroutine = coroutine
-        return run_in_scope(pending, instance, args, kwargs)
+        return run_in_scope(wrapped, pending, instance, args, kwargs)
 
     return call_coroutine
+
+
+@functools.lru_cache(maxsize=1024)
+def _checker_code(parameters: str, name: str) -> types.CodeType:
+    source = f"def {name}({parameters}):\n    pass\n"
+    module = compile(source, "<flext_ctx_aspects argument check>", "exec")
+    return next(c for c in module.co_consts if isinstance(c, types.CodeType))
+
+
+def _argument_checker(function: Any) -> Callable[..., None] | None:
+    """A function with ``function``'s parameters and an empty body, or None.
+
+    Only for a plain ``async def`` function: its code object says exactly which calls bind
+    (names, positional-only and keyword-only parameters, which have defaults), and calling
+    it has no effect but binding, which the checker reproduces with the same messages.
+    """
+    if type(function) is not types.FunctionType:
+        return None
+    code = function.__code__
+    if not code.co_flags & inspect.CO_COROUTINE:
+        return None
+    names = code.co_varnames
+    positional, posonly, kwonly = code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount
+    parts: list[str] = []
+    for index in range(positional):
+        parts.append(names[index])
+        if posonly and index == posonly - 1:
+            parts.append("/")
+    extra = positional + kwonly
+    if code.co_flags & inspect.CO_VARARGS:
+        parts.append("*" + names[extra])
+        extra += 1
+    elif kwonly:
+        parts.append("*")
+    parts.extend(names[positional : positional + kwonly])
+    if code.co_flags & inspect.CO_VARKEYWORDS:
+        parts.append("**" + names[extra])
+    try:
+        checker_code = _checker_code(", ".join(parts), code.co_name)
+    except SyntaxError:  # pragma: no cover - names come from a compiled function
+        return None
+    if sys.version_info >= (3, 11):
+        checker_code = checker_code.replace(co_qualname=function.__qualname__)
+    # Defaults live on the function, not in its code: the same ones count, any value does.
+    checker = types.FunctionType(
+        checker_code, {}, code.co_name, (None,) * len(function.__defaults__ or ())
+    )
+    checker.__kwdefaults__ = dict.fromkeys(function.__kwdefaults__ or ())
+    checker.__qualname__ = function.__qualname__
+    return cast("Callable[..., None]", checker)
 
 
 def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
@@ -509,7 +592,11 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
     qualname = plan.target.qualname
 
     async def run_in_scope(
-        pending: _Pending, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        wrapped: Any,
+        pending: _Pending | None,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         token = None
         pushed: _state.Snapshot = _state.EMPTY
@@ -519,9 +606,10 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
                 token = _push(pushed)
             except Exception as exc:
                 report_internal_error(f"computing context fields for {qualname}", exc)
+        coroutine = wrapped(*args, **kwargs) if pending is None else pending.coroutine
         if spec is None:
             try:
-                return await pending.coroutine
+                return await coroutine
             finally:
                 if token is not None:
                     _restore(token, pushed)
@@ -529,7 +617,7 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
         operation = _push_op(metadata)
         start = _clock()
         try:
-            result = await pending.coroutine
+            result = await coroutine
         except BaseException as exc:
             end = _clock()
             try:
@@ -550,7 +638,7 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
                 _restore(token, pushed)
         return result
 
-    return _coroutine_caller(run_in_scope, plan.names)
+    return _coroutine_caller(run_in_scope, plan)
 
 
 def _generator_driver(plan: _Plan) -> Wrapper:
