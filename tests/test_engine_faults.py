@@ -392,11 +392,16 @@ HOWS = ["close", "throw", "cancel"] + (["taskgroup"] if sys.version_info >= (3, 
     [timed, with_correlation, service("s"), aspect(Advice(after=lambda call, error: None))],
     ids=["timed", "fields", "service", "hooks"],
 )
+@pytest.mark.parametrize(
+    "function",
+    [fetch, functools.partial(fetch), functools.partial(AsyncHandler(), 1)],
+    ids=["async-def", "partial", "async-call"],
+)
 def test_coroutine_ended_before_its_first_step_warns_as_undecorated(
-    decorator: Any, how: str
+    decorator: Any, how: str, function: Any
 ) -> None:
-    assert _warnings_of(_ended_early(decorator(fetch), how)) == _warnings_of(
-        _ended_early(fetch, how)
+    assert _warnings_of(_ended_early(decorator(function), how)) == _warnings_of(
+        _ended_early(function, how)
     )
 
 
