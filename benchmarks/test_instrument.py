@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from flext_ctx_aspects import records, timed
+from flext_ctx_aspects import _emit, timed
 from flext_ctx_aspects.instrument import instrument
 from kit import CollectingSink, call_loop
 
@@ -145,7 +145,7 @@ def test_filtered_call(bench: Any, package: str, variant: str) -> None:
         loop = call_loop(subject, CALLS)
 
         def with_sink() -> None:
-            remove = records.add_sink(sink)
+            remove = _emit.add_sink(sink)
             try:
                 loop()
             finally:

@@ -114,6 +114,8 @@ HEALTHY: dict[str, float] = {
     "test_filtered_call[timed]": 760,
     "test_filtered_call[timed_filtered]": 800,
     "test_filtered_call[instrumented_filtered]": 800,
+    "test_runner_startup[plain]": 20e6,
+    "test_runner_startup[bootstrapped]": 22e6,
 }
 IDENTITY = {"test_disabled[decoration_timed]", "test_disabled[decoration_fused]"}
 CALLS = 1000

@@ -97,7 +97,7 @@ def read_outcomes(path: Path) -> dict[str, str]:
         path: the file ``pytest --junitxml`` wrote.
 
     Returns:
-        Test id (``classname::name``) to outcome (one of :data:`OUTCOMES`); a test id that
+        Test id (``classname::name``) to outcome (one of `OUTCOMES`); a test id that
         appears more than once maps to its outcomes joined by ``+`` in file order
         (``failed+error``).
 
@@ -129,11 +129,11 @@ def compare_outcomes(plain: dict[str, str], instrumented: dict[str, str]) -> Com
     """Compare the outcomes of a plain and an instrumented run of the same suite.
 
     Args:
-        plain: outcomes of the plain run (:func:`read_outcomes`).
+        plain: outcomes of the plain run (`read_outcomes`).
         instrumented: outcomes of the instrumented run.
 
     Returns:
-        The :class:`Comparison`; its ``identical`` is the verdict.
+        The `Comparison`; its ``identical`` is the verdict.
     """
     changed = tuple(
         (test_id, outcome, instrumented[test_id])

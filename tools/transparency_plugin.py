@@ -6,7 +6,7 @@ stand-in for ``flext-ctx run`` until the runner exists: it calls the public
 ``flext_ctx_aspects.instrument.instrument(config)`` before collection (the suite's own
 imports of the package then go through the import hook; modules already imported are
 instrumented too, as the design requires), collects every finished operation in a
-:class:`~flext_ctx_aspects.sinks.StatsSink`, and at the end of the session undoes the
+`StatsSink`, and at the end of the session undoes the
 instrumentation and writes the statistics report (``{"operations": [...]}``, the runner's
 ``--report-json`` format) so the harness checks activity the same way in both modes.
 

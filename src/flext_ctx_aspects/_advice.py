@@ -64,6 +64,12 @@ class _Frozen:
 _set = object.__setattr__
 
 
+def _check_type(where: str, value: object, expected: type | tuple[type, ...], what: str) -> None:
+    # bool is an int subclass, and "false" is truthy: options get exactly the type they name.
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise TypeError(f"{where} must be {what} (got {type(value).__name__}: {value!r})")
+
+
 class Target(_Frozen):
     """The callable an aspect is applied to, as the engine sees it at decoration time.
 
@@ -142,6 +148,13 @@ class Timing(_Frozen):
         keep_errors: bool = True,
         measure_body: bool = False,
     ) -> None:
+        if name is not None:
+            _check_type("Timing name", name, str, "a str or None")
+            if not name:
+                raise ValueError("Timing name must not be empty (use None for the default)")
+        _check_type("Timing min_duration_ns", min_duration_ns, int, "an int")
+        _check_type("Timing keep_errors", keep_errors, bool, "a bool")
+        _check_type("Timing measure_body", measure_body, bool, "a bool")
         if min_duration_ns < 0:
             raise ValueError(f"min_duration_ns must be >= 0 (got {min_duration_ns!r})")
         _set(self, "name", name)
@@ -178,6 +191,17 @@ class Advice(_Frozen):
         before: Callable[[Call], None] | None = None,
         after: Callable[[Call, BaseException | None], None] | None = None,
     ) -> None:
+        if fields is not None:
+            _check_type("Advice fields", fields, Mapping, "a mapping of field names to values")
+            for name in fields:
+                _check_type("Advice field name", name, str, "a str")
+        if timing is not None:
+            _check_type("Advice timing", timing, Timing, "a Timing or None")
+        for hook_name, hook in (("before", before), ("after", after)):
+            if hook is not None and not callable(hook):
+                raise TypeError(
+                    f"Advice {hook_name} must be callable or None (got {type(hook).__name__})"
+                )
         _set(self, "fields", dict(fields) if fields is not None else {})
         _set(self, "timing", timing)
         _set(self, "before", before)

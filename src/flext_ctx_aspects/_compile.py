@@ -13,11 +13,14 @@ compiles each distinct shape once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from flext_ctx_aspects import _ids, _state
 from flext_ctx_aspects._advice import Source, Target
+from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects.errors import InvalidValueError
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -31,6 +34,14 @@ __all__ = [
 ]
 
 Updater = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
+# Finds a declared custom field by name (an object with ``clean(text) -> str``), or None.
+# Passed in by the engine: fields.py is a sibling of this module, which does not import it.
+FieldLookup = Callable[[str], Any]
+
+
+def _no_declared_fields(name: str) -> None:
+    return None
+
 
 BUILTIN_FIELDS: Final[Mapping[str, int]] = _state.FIELD_SLOTS
 # Fields whose values must be strings: values taken from arguments are converted with str().
@@ -85,17 +96,84 @@ def _text(value: object) -> str | None:
     return value if value is None or isinstance(value, str) else str(value)
 
 
+# --- one rule for every field value -------------------------------------------------------
+#
+# Every field but ``request_metadata`` holds text. A value (a constant of an Advice or a value
+# taken from the call) is converted with str() when it is not already a str (None means "not
+# set"); a custom field's value must then pass its ContextField's own check (characters,
+# length, validator). A constant that fails is refused at decoration time; a value from the
+# call that fails is dropped (the field keeps the value it had) and reported.
+
+
+def field_constant(
+    field: str, value: object, where: str, declared_field: FieldLookup = _no_declared_fields
+) -> object:
+    """Return the constant ``value`` of ``field`` as it will be stored.
+
+    Raises:
+        TypeError: ``request_metadata`` given something that is not a mapping.
+        InvalidValueError: A custom field's value that its declaration refuses.
+    """
+    if value is None:
+        return None
+    if field == "request_metadata":
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"{where}: request_metadata must be a mapping (got {type(value).__name__})"
+            )
+        return dict(value)
+    text = _text(value)
+    declared = declared_field(field) if field not in BUILTIN_FIELDS else None
+    if declared is None:
+        return text
+    try:
+        return declared.clean(text)
+    except InvalidValueError as exc:
+        raise InvalidValueError(
+            field, f"{exc.reason} (constant given to {where})", exc.length
+        ) from None
+
+
+def _generated(value: object) -> str:
+    """An id from a configured generator, by the same rule; a missing one is replaced."""
+    if isinstance(value, str) and value:
+        return value
+    if value is None or value == "":
+        report_internal_error(
+            "the configured id generator", TypeError(f"it returned {value!r}, not an id")
+        )
+        return _ids.generate_id()
+    return str(value)
+
+
+def _custom(lookup: FieldLookup, name: str, value: object, current: object) -> object:
+    """A custom field's value from the call, checked; ``current`` when it is refused."""
+    if value is None:
+        return None
+    declared = lookup(name)
+    try:
+        text = value if isinstance(value, str) else str(value)
+        return text if declared is None else declared.clean(text)
+    except Exception as exc:
+        report_internal_error(f"custom context field {name!r} from the call", exc)
+        return current
+
+
 class _Emitter:
     """Accumulates the body of one ``update`` function."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, declared_field: FieldLookup) -> None:
         self.target = target
+        self.declared_field = declared_field
         self.lines: list[str] = []
         self.namespace: dict[str, Any] = {
             "_gen": _ids.active_generator,
             "_default_gen": _ids.generate_id,
             "_randbits": _ids.randbits,
             "_text": _text,
+            "_custom": _custom,
+            "_declared": declared_field,
+            "_generated": _generated,
         }
         self.slots = [f"s[{index}]" for index in range(len(_state.EMPTY))]
         self.custom: dict[str, str] = {}
@@ -107,7 +185,7 @@ class _Emitter:
         # following a generator configured later.
         return (
             '((_randbits(128) or 1).to_bytes(16, "big").hex() '
-            "if _gen[0] is _default_gen else _gen[0]())"
+            "if _gen[0] is _default_gen else _generated(_gen[0]()))"
         )
 
     def constant(self, value: object) -> str:
@@ -161,8 +239,12 @@ class _Emitter:
             expression = f"{resolve}(instance, args, kwargs)"
             if field in _TEXT_FIELDS:
                 expression = f"_text({expression})"
+            elif field not in BUILTIN_FIELDS:
+                expression = f"_custom(_declared, {field!r}, {expression}, {self.read(field)})"
             return self.local(expression)
-        return self.constant(source)
+        return self.constant(
+            field_constant(field, source, self.target.qualname, self.declared_field)
+        )
 
     def _metadata(self, source: MergeMetadata) -> str:
         current = self.read("request_metadata")
@@ -189,6 +271,9 @@ class _Emitter:
 DEFAULT_CACHE_SIZE: Final = 1024
 _code_cache: dict[str, Any] = {}
 _cache_size = DEFAULT_CACHE_SIZE
+# Decoration happens from any thread (imports in threads, lazy instrumentation): the cache's
+# read-evict-insert sequence is one critical section, or two threads evict the same key.
+_cache_lock = threading.Lock()
 
 
 def set_cache_size(size: int) -> None:
@@ -196,13 +281,21 @@ def set_cache_size(size: int) -> None:
     global _cache_size
     if size < 1:
         raise ValueError(f"cache size must be >= 1 (got {size!r})")
-    _cache_size = size
-    while len(_code_cache) > size:
-        del _code_cache[next(iter(_code_cache))]
+    with _cache_lock:
+        _cache_size = size
+        while len(_code_cache) > size:
+            del _code_cache[next(iter(_code_cache))]
 
 
-def compile_update(target: Target, changes: Sequence[Mapping[str, Any]]) -> Updater | None:
+def compile_update(
+    target: Target,
+    changes: Sequence[Mapping[str, Any]],
+    declared_field: FieldLookup = _no_declared_fields,
+) -> Updater | None:
     """Compile the field changes of a stack of aspects (outermost first).
+
+    ``declared_field`` finds the declaration of a custom field, whose check every value of
+    that field must pass (see `field_constant`).
 
     Returns:
         The ``update`` function, or None when no aspect changes any field.
@@ -210,7 +303,7 @@ def compile_update(target: Target, changes: Sequence[Mapping[str, Any]]) -> Upda
     Raises:
         TypeError: A source does not fit the target (reported at decoration time).
     """
-    emitter = _Emitter(target)
+    emitter = _Emitter(target, declared_field)
     for fields in changes:
         # Every value of one aspect is computed from the state as the aspect found it, then
         # all are written: fields of one aspect do not see each other's new values. The
@@ -228,12 +321,15 @@ def compile_update(target: Target, changes: Sequence[Mapping[str, Any]]) -> Upda
     if not emitter.changed:
         return None
     source = emitter.source()
-    code = _code_cache.get(source)
+    with _cache_lock:
+        code = _code_cache.get(source)
     if code is None:
+        # Compiled outside the lock: two threads may compile one shape, both results are equal.
         code = compile(source, "<flext_ctx_aspects compiled update>", "exec")
-        if len(_code_cache) >= _cache_size:
-            del _code_cache[next(iter(_code_cache))]
-        _code_cache[source] = code
+        with _cache_lock:
+            while len(_code_cache) >= _cache_size:
+                del _code_cache[next(iter(_code_cache))]
+            _code_cache[source] = code
     namespace = dict(emitter.namespace)
     exec(code, namespace)  # noqa: S102 - source is generated above from field names and locals only
     update: Updater = namespace["update"]

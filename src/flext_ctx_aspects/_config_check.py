@@ -189,7 +189,7 @@ def want_globs(where: Where, key: str, value: object, *, modules: bool) -> tuple
 def ineffective_entries(config: Config) -> list[ConfigError]:
     """Valid entries that cannot take effect, as errors to warn about (or raise, if strict).
 
-    An ``include`` glob matching no importable module (:func:`unmatched_includes`), and a
+    An ``include`` glob matching no importable module (`unmatched_includes`), and a
     rule whose module glob is a plain name that no ``include`` glob matches (it would never
     apply).
     """

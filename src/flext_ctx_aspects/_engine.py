@@ -25,10 +25,12 @@ methods, classmethods and staticmethods work unchanged (measured in docs/archite
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import sys
 import time
 import types
+import warnings
 from collections.abc import Callable, Generator
 from typing import Any, Final, NamedTuple, cast
 
@@ -37,6 +39,7 @@ from flext_ctx_aspects._advice import Advice, Call, CallableKind, Target
 from flext_ctx_aspects._compile import Updater, compile_update
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects._emit import TimingSpec
+from flext_ctx_aspects.fields import field_by_name
 
 try:  # The C implementation; wrapt falls back to pure Python where it has no extension.
     from wrapt.__wrapt__ import BoundFunctionWrapper, _FunctionWrapperBase
@@ -109,15 +112,46 @@ def _underlying(target: Any) -> Any:
     return target
 
 
+_MAX_UNWRAP: Final = 64
+
+
+def _callee(target: Any) -> Any:
+    """Return the routine that calling ``target`` runs.
+
+    Looks through classmethod/staticmethod, partials, bound methods and callable instances
+    (``type(obj).__call__``), so that a partial of a coroutine function or an object whose
+    ``__call__`` is ``async def`` is seen for what calling it does.
+    """
+    function = target
+    for _ in range(_MAX_UNWRAP):
+        if isinstance(function, (classmethod, staticmethod)):
+            function = function.__func__
+        elif isinstance(function, functools.partial):
+            function = function.func
+        elif isinstance(function, types.MethodType):
+            function = function.__func__
+        elif inspect.isroutine(function) or inspect.isclass(function):
+            return function
+        else:
+            # __class__, not type(): a proxy (wrapt's ObjectProxy) reports the proxied class.
+            call = getattr(function.__class__, "__call__", None)  # noqa: B004 - the method itself
+            if call is None:
+                return function
+            function = call
+    return function
+
+
 def detect_kind(target: Any) -> CallableKind:
     """Return how ``target`` runs; honours wrapt's ``mark_as_sync``/``mark_as_async``."""
     function = _underlying(target)
-    if inspect.isasyncgenfunction(function):
-        return "async_generator"
-    if inspect.isgeneratorfunction(function):
-        return "generator"
-    if inspect.iscoroutinefunction(function) or _marked_coroutine(function):
-        return "coroutine"
+    callee = _callee(function)
+    for candidate in (function, callee):
+        if inspect.isasyncgenfunction(candidate):
+            return "async_generator"
+        if inspect.isgeneratorfunction(candidate):
+            return "generator"
+        if inspect.iscoroutinefunction(candidate) or _marked_coroutine(candidate):
+            return "coroutine"
     return "function"
 
 
@@ -127,13 +161,42 @@ def _marked_coroutine(function: Any) -> bool:
     return marker is not None and getattr(marker, "__name__", "") == "_is_coroutine"
 
 
+def _named(function: Any) -> Any:
+    # A partial is named after the function it calls; a callable instance after its class.
+    for _ in range(_MAX_UNWRAP):
+        if not isinstance(function, functools.partial):
+            break
+        function = function.func
+    return function
+
+
 def _make_target(base: Any, kind: CallableKind) -> Target:
     function = _underlying(base)
-    module = getattr(function, "__module__", None) or ""
-    qualname = getattr(function, "__qualname__", None) or getattr(
-        type(function), "__qualname__", repr(function)
+    named = _named(function)
+    module = getattr(named, "__module__", None) or ""
+    qualname = getattr(named, "__qualname__", None) or getattr(
+        type(named), "__qualname__", repr(named)
     )
     return Target(function=function, kind=kind, module=str(module), qualname=str(qualname))
+
+
+def _object_names(base: Any, target: Target) -> tuple[str, str]:
+    """``__name__`` and ``__qualname__`` of the coroutine or generator a call creates.
+
+    CPython names a coroutine or generator object after the function that created it; the
+    drivers' functions are renamed to these, once per decorated callable, so that task
+    reprs, "never awaited" warnings and profilers show the user's names, not the drivers'.
+    """
+    callee = _callee(_underlying(base))
+    name = getattr(callee, "__name__", None)
+    qualname = getattr(callee, "__qualname__", None)
+    if not isinstance(name, str) or not isinstance(qualname, str):
+        return target.qualname.rpartition(".")[2], target.qualname
+    return name, qualname
+
+
+def _rename(function: Any, names: tuple[str, str]) -> None:
+    function.__name__, function.__qualname__ = names
 
 
 # --- plans and drivers --------------------------------------------------------------------
@@ -141,6 +204,7 @@ def _make_target(base: Any, kind: CallableKind) -> Target:
 
 class _Plan(NamedTuple):
     target: Target
+    names: tuple[str, str]
     update: Updater | None
     timings: tuple[TimingSpec, ...]
     measure_body: bool
@@ -148,8 +212,8 @@ class _Plan(NamedTuple):
     afters: tuple[Callable[[Call, BaseException | None], None], ...]
 
 
-def _make_plan(target: Target, advices: list[Advice]) -> _Plan:
-    update = compile_update(target, [advice.fields for advice in advices])
+def _make_plan(target: Target, advices: list[Advice], names: tuple[str, str]) -> _Plan:
+    update = compile_update(target, [advice.fields for advice in advices], field_by_name)
     timings = tuple(
         TimingSpec(
             name=advice.timing.name or target.default_name,
@@ -162,6 +226,7 @@ def _make_plan(target: Target, advices: list[Advice]) -> _Plan:
     )
     return _Plan(
         target=target,
+        names=names,
         update=update,
         timings=timings,
         measure_body=any(a.timing is not None and a.timing.measure_body for a in advices),
@@ -236,11 +301,14 @@ def _sync_driver(plan: _Plan) -> Wrapper:
                 token = _push(update(_get(), instance, args, kwargs))
             except Exception as exc:
                 report_internal_error(f"computing context fields for {qualname}", exc)
-                return wrapped(*args, **kwargs)
-            try:
-                return wrapped(*args, **kwargs)
-            finally:
-                _pop(token)
+            else:
+                try:
+                    return wrapped(*args, **kwargs)
+                finally:
+                    _pop(token)
+            # Outside the handler: the body never sees the library's error as the exception
+            # being handled (sys.exc_info(), __context__ of its own exceptions).
+            return wrapped(*args, **kwargs)
 
         return call_in_scope
 
@@ -260,14 +328,19 @@ def _sync_driver(plan: _Plan) -> Wrapper:
                 result = wrapped(*args, **kwargs)
             except BaseException as exc:
                 end = _clock()
-                if _sinks:
-                    _finish(timed_spec, start, end, exc, metadata)
-                _pop_op(operation)
+                # A sink may raise a BaseException (Ctrl-C): the scope is closed regardless.
+                try:
+                    if _sinks:
+                        _finish(timed_spec, start, end, exc, metadata)
+                finally:
+                    _pop_op(operation)
                 raise
             end = _clock()
-            if _sinks:
-                _finish(timed_spec, start, end, None, metadata)
-            _pop_op(operation)
+            try:
+                if _sinks:
+                    _finish(timed_spec, start, end, None, metadata)
+            finally:
+                _pop_op(operation)
             return result
 
         return call_timed_only
@@ -294,18 +367,22 @@ def _sync_driver(plan: _Plan) -> Wrapper:
                 result = wrapped(*args, **kwargs)
             except BaseException as exc:
                 end = _clock()
+                try:
+                    if _sinks:
+                        _finish(spec, start, end, exc, metadata)
+                finally:
+                    _pop_op(operation)
+                    if token is not None:
+                        _pop(token)
+                raise
+            end = _clock()
+            try:
                 if _sinks:
-                    _finish(spec, start, end, exc, metadata)
+                    _finish(spec, start, end, None, metadata)
+            finally:
                 _pop_op(operation)
                 if token is not None:
                     _pop(token)
-                raise
-            end = _clock()
-            if _sinks:
-                _finish(spec, start, end, None, metadata)
-            _pop_op(operation)
-            if token is not None:
-                _pop(token)
             return result
 
         return call_timed
@@ -318,16 +395,25 @@ def _sync_driver(plan: _Plan) -> Wrapper:
         snapshot = _get()
         operation = _state.get_operation()
         call = Call(plan.target, instance, args, kwargs) if plan.afters else None
-        metadata = _enter(plan, instance, args, kwargs)
+        try:
+            metadata = _enter(plan, instance, args, kwargs)
+        except BaseException:
+            # A before-hook raised a BaseException (Ctrl-C): leave no scope behind.
+            _reset_to(snapshot, operation)
+            raise
         start = _clock()
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            _exit(plan, start, exc, metadata, None, call)
-            _reset_to(snapshot, operation)
+            try:
+                _exit(plan, start, exc, metadata, None, call)
+            finally:
+                _reset_to(snapshot, operation)
             raise
-        _exit(plan, start, None, metadata, None, call)
-        _reset_to(snapshot, operation)
+        try:
+            _exit(plan, start, None, metadata, None, call)
+        finally:
+            _reset_to(snapshot, operation)
         return result
 
     return call_general
@@ -353,31 +439,94 @@ def _coroutine_driver(plan: _Plan) -> Wrapper:
     needs_exit = bool(plan.timings or plan.afters)
 
     async def run_in_scope(
-        coroutine: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        wrapped: Any,
+        pending: _Pending | None,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         # Restoring by value, not by token: a coroutine driven by hand may be resumed in
         # another Context, where a token reset would raise.
         snapshot = _get()
         operation = _state.get_operation()
         call = Call(plan.target, instance, args, kwargs) if plan.afters else None
-        metadata = _enter(plan, instance, args, kwargs)
+        try:
+            metadata = _enter(plan, instance, args, kwargs)
+        except BaseException:
+            _reset_to(snapshot, operation)
+            raise
+        # Created last, right before it is awaited: nothing is left unawaited if the scope
+        # could not be entered (the arguments were checked at the call).
+        coroutine = wrapped(*args, **kwargs) if pending is None else pending.coroutine
         start = _clock()
         try:
             result = await coroutine
         except BaseException as exc:
-            if needs_exit:
-                _exit(plan, start, exc, metadata, None, call)
-            _reset_to(snapshot, operation)
+            try:
+                if needs_exit:
+                    _exit(plan, start, exc, metadata, None, call)
+            finally:
+                _reset_to(snapshot, operation)
             raise
-        if needs_exit:
-            _exit(plan, start, None, metadata, None, call)
-        _reset_to(snapshot, operation)
+        try:
+            if needs_exit:
+                _exit(plan, start, None, metadata, None, call)
+        finally:
+            _reset_to(snapshot, operation)
         return result
 
-    return _coroutine_caller(run_in_scope)
+    return _coroutine_caller(run_in_scope, plan)
 
 
-def _coroutine_caller(run_in_scope: Callable[..., Any]) -> Wrapper:
+class _Pending:
+    """Holds the inner coroutine for the outer one; closes it if the outer never ran it.
+
+    The inner coroutine is created at call time (a bad call raises TypeError there, as it
+    would undecorated). If the outer coroutine is then closed, thrown into or cancelled
+    before its first step, none of its code runs and the inner one would be collected
+    unstarted, warning "coroutine ... was never awaited" where the undecorated coroutine,
+    closed, is silent. Dropped with the outer coroutine's frame, this closes the inner one.
+    """
+
+    __slots__ = ("coroutine",)
+    coroutine: Any
+
+    def __del__(self) -> None:
+        coroutine = self.coroutine
+        # cr_frame is None once the coroutine finished; only a never-started one is left.
+        if getattr(coroutine, "cr_frame", None) is not None:
+            coroutine.close()
+
+
+def _coroutine_caller(run_in_scope: Callable[..., Any], plan: _Plan) -> Wrapper:
+    """The call path of coroutine drivers: ``run_in_scope(wrapped, pending, ...)``.
+
+    A bad call must raise TypeError at the call, as undecorated, not at the first await. For
+    an ``async def`` function the arguments are checked by a generated function with the
+    same parameters and the inner coroutine is created lazily, inside the outer one (so a
+    coroutine closed or cancelled before its first step leaves nothing behind); that check
+    costs less than the `_Pending` holder, which every other callable gets.
+    """
+    _rename(run_in_scope, plan.names)
+    check = _argument_checker(plan.target.function)
+    if check is not None:
+        checked: Callable[..., None] = check
+
+        def call_checked(
+            wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
+        ) -> Any:
+            if _disabled:
+                return wrapped(*args, **kwargs)
+            # Bound through wrapt (classmethods), the first parameter is not in args.
+            if instance is None:
+                checked(*args, **kwargs)
+            else:
+                checked(instance, *args, **kwargs)
+            return run_in_scope(wrapped, None, instance, args, kwargs)
+
+        return call_checked
+    new_pending = _Pending
+
     def call_coroutine(
         wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
     ) -> Any:
@@ -385,9 +534,62 @@ def _coroutine_caller(run_in_scope: Callable[..., Any]) -> Wrapper:
             return wrapped(*args, **kwargs)
         # The inner coroutine is created now, so a bad call raises TypeError here, as it
         # would undecorated, not at the first await.
-        return run_in_scope(wrapped(*args, **kwargs), instance, args, kwargs)
+        coroutine = wrapped(*args, **kwargs)
+        pending = new_pending()
+        pending.coroutine = coroutine
+        return run_in_scope(wrapped, pending, instance, args, kwargs)
 
     return call_coroutine
+
+
+@functools.lru_cache(maxsize=1024)
+def _checker_code(parameters: str, name: str) -> types.CodeType:
+    source = f"def {name}({parameters}):\n    pass\n"
+    module = compile(source, "<flext_ctx_aspects argument check>", "exec")
+    return next(c for c in module.co_consts if isinstance(c, types.CodeType))
+
+
+def _argument_checker(function: Any) -> Callable[..., None] | None:
+    """A function with ``function``'s parameters and an empty body, or None.
+
+    Only for a plain ``async def`` function: its code object says exactly which calls bind
+    (names, positional-only and keyword-only parameters, which have defaults), and calling
+    it has no effect but binding, which the checker reproduces with the same messages.
+    """
+    if type(function) is not types.FunctionType:
+        return None
+    code = function.__code__
+    if not code.co_flags & inspect.CO_COROUTINE:
+        return None
+    names = code.co_varnames
+    positional, posonly, kwonly = code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount
+    parts: list[str] = []
+    for index in range(positional):
+        parts.append(names[index])
+        if posonly and index == posonly - 1:
+            parts.append("/")
+    extra = positional + kwonly
+    if code.co_flags & inspect.CO_VARARGS:
+        parts.append("*" + names[extra])
+        extra += 1
+    elif kwonly:
+        parts.append("*")
+    parts.extend(names[positional : positional + kwonly])
+    if code.co_flags & inspect.CO_VARKEYWORDS:
+        parts.append("**" + names[extra])
+    try:
+        checker_code = _checker_code(", ".join(parts), code.co_name)
+    except SyntaxError:  # pragma: no cover - names come from a compiled function
+        return None
+    if sys.version_info >= (3, 11):
+        checker_code = checker_code.replace(co_qualname=function.__qualname__)
+    # Defaults live on the function, not in its code: the same ones count, any value does.
+    checker = types.FunctionType(
+        checker_code, {}, code.co_name, (None,) * len(function.__defaults__ or ())
+    )
+    checker.__kwdefaults__ = dict.fromkeys(function.__kwdefaults__ or ())
+    checker.__qualname__ = function.__qualname__
+    return cast("Callable[..., None]", checker)
 
 
 def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
@@ -397,7 +599,11 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
     qualname = plan.target.qualname
 
     async def run_in_scope(
-        coroutine: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        wrapped: Any,
+        pending: _Pending | None,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> Any:
         token = None
         pushed: _state.Snapshot = _state.EMPTY
@@ -407,6 +613,7 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
                 token = _push(pushed)
             except Exception as exc:
                 report_internal_error(f"computing context fields for {qualname}", exc)
+        coroutine = wrapped(*args, **kwargs) if pending is None else pending.coroutine
         if spec is None:
             try:
                 return await coroutine
@@ -420,21 +627,25 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
             result = await coroutine
         except BaseException as exc:
             end = _clock()
+            try:
+                if _sinks:
+                    _finish(spec, start, end, exc, metadata)
+            finally:
+                _restore_op(operation, metadata)
+                if token is not None:
+                    _restore(token, pushed)
+            raise
+        end = _clock()
+        try:
             if _sinks:
-                _finish(spec, start, end, exc, metadata)
+                _finish(spec, start, end, None, metadata)
+        finally:
             _restore_op(operation, metadata)
             if token is not None:
                 _restore(token, pushed)
-            raise
-        end = _clock()
-        if _sinks:
-            _finish(spec, start, end, None, metadata)
-        _restore_op(operation, metadata)
-        if token is not None:
-            _restore(token, pushed)
         return result
 
-    return _coroutine_caller(run_in_scope)
+    return _coroutine_caller(run_in_scope, plan)
 
 
 def _generator_driver(plan: _Plan) -> Wrapper:
@@ -475,26 +686,23 @@ def _generator_driver(plan: _Plan) -> Wrapper:
                 return stop.value
             except BaseException as exc:
                 if needs_exit:
-                    run(_exit, plan, start, exc, metadata, body_ns, call)
+                    # A generator closed early (GeneratorExit) ended normally.
+                    error = None if isinstance(exc, GeneratorExit) else exc
+                    run(_exit, plan, start, error, metadata, body_ns, call)
                 raise
             try:
                 value = yield item
-            except GeneratorExit:
-                # As ``yield from`` does: close the inner generator, then go on closing.
-                try:
-                    run(inner.close)
-                except BaseException as exc:
-                    if needs_exit:
-                        run(_exit, plan, start, exc, metadata, body_ns, call)
-                    raise
-                if needs_exit:
-                    run(_exit, plan, start, None, metadata, body_ns, call)
-                raise
             except BaseException as exc:
+                # Every exception, GeneratorExit from close() included, is thrown into the
+                # body, not turned into inner.close() as ``yield from`` does: a body that
+                # catches GeneratorExit and yields, or returns a value (which close()
+                # returns on 3.13), behaves exactly as it does undecorated.
                 action = inner.throw
                 value = exc
             else:
                 action = send
+
+    _rename(drive, plan.names)
 
     def call_generator(
         wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -580,24 +788,18 @@ def _async_generator_driver(plan: _Plan) -> Wrapper:
                 return
             except BaseException as exc:
                 if needs_exit:
-                    run(_exit, plan, start, exc, metadata, body_ns, call)
+                    error = None if isinstance(exc, GeneratorExit) else exc
+                    run(_exit, plan, start, error, metadata, body_ns, call)
                 raise
             try:
                 value = yield item
-            except GeneratorExit:
-                try:
-                    await _in_context(inner.aclose(), run)
-                except BaseException as exc:
-                    if needs_exit:
-                        run(_exit, plan, start, exc, metadata, body_ns, call)
-                    raise
-                if needs_exit:
-                    run(_exit, plan, start, None, metadata, body_ns, call)
-                raise
             except BaseException as exc:
+                # GeneratorExit (aclose()) included: thrown into the body, as for generators.
                 awaitable = inner.athrow(exc)
             else:
                 awaitable = inner.asend(value)
+
+    _rename(drive, plan.names)
 
     def call_async_generator(
         wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -654,14 +856,8 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
         self._self_aspects = aspects
         self._self_kind = kind
         self._self_kind_overridden = kind_overridden
-        # How __get__ binds (see there): wrapt's way, like a function, like a staticmethod.
-        self._self_get = (
-            _GET_WRAPT
-            if hooks
-            else {_FUNCTION_BINDING: _GET_FUNCTION, "staticmethod": _GET_STATIC}.get(
-                binding, _GET_WRAPT
-            )
-        )
+        # How __get__ binds (see there).
+        self._self_get = _get_mode(wrapped, binding, hooks)
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         # wrapt binds by creating a bound wrapper per attribute access (~0.6 µs), which then
@@ -675,7 +871,37 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
             return self if instance is None else _MethodType(self, instance)
         if how is _GET_STATIC:
             return self
+        if how is _GET_PARTIAL:
+            # 3.13 warns when a partial is read through an instance. Its C __get__ blames
+            # the running Python frame, which would be this one: warn for the caller instead.
+            if instance is not None:
+                warnings.warn(_PARTIAL_WARNING, FutureWarning, stacklevel=2)
+            return self
+        if how is _GET_DESCRIPTOR:
+            # Any other descriptor binds as it would undecorated: when its __get__ returns
+            # the object itself (a partial on 3.13, a bound method on 3.10/3.13), there is
+            # no binding; otherwise the bound object is wrapped as wrapt would wrap it.
+            wrapped = self.__wrapped__
+            bound = type(wrapped).__get__(wrapped, instance, owner)
+            if bound is wrapped:
+                return self
+            return self.__bound_function_wrapper__(
+                bound, instance, self._self_wrapper, None, self._self_binding, self, owner
+            )
         return _base_get(self, instance, owner)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        # type() turns a plain function named __init_subclass__ or __class_getitem__ into a
+        # classmethod, and __new__ into a staticmethod, but only a real function: done here
+        # for its instrumented stand-in, so decorating them directly keeps the class working.
+        implicit = _IMPLICIT_BINDINGS.get(name)
+        wrapped = self.__wrapped__
+        if implicit is not None and type(wrapped) is types.FunctionType:
+            setattr(owner, name, implicit(self))
+            return
+        set_name = getattr(type(wrapped), "__set_name__", None)
+        if set_name is not None:
+            set_name(wrapped, owner, name)
 
     @property
     def __code__(self) -> types.CodeType:
@@ -701,6 +927,40 @@ _base_get: Final = _FunctionWrapperBase.__get__
 _GET_WRAPT: Final = "wrapt"
 _GET_FUNCTION: Final = "function"
 _GET_STATIC: Final = "static"
+_GET_DESCRIPTOR: Final = "descriptor"
+_GET_PARTIAL: Final = "partial"
+_PARTIAL_WARNING: Final = (
+    "functools.partial will be a method descriptor in future Python versions; "
+    "wrap it in staticmethod() if you want to preserve the old behavior"
+)
+_IMPLICIT_BINDINGS: Final[dict[str, Callable[[Any], Any]]] = {
+    "__init_subclass__": classmethod,
+    "__class_getitem__": classmethod,
+    "__new__": staticmethod,
+}
+
+
+def _get_mode(wrapped: Any, binding: str, hooks: bool) -> str:
+    """How the wrapper binds when read as an attribute: exactly as ``wrapped`` would.
+
+    A plain function binds like a function (without hooks, as a ``types.MethodType``; with
+    hooks, wrapt's way, which passes ``Call.instance`` separately). An object without
+    ``__get__`` (a partial before 3.13, a callable instance, a bound method on 3.11/3.12)
+    does not bind at all. Any other descriptor binds through its own ``__get__``.
+    """
+    if binding == "staticmethod":
+        return _GET_WRAPT if hooks else _GET_STATIC
+    if binding != _FUNCTION_BINDING:
+        return _GET_WRAPT
+    if type(wrapped) is types.FunctionType:
+        return _GET_WRAPT if hooks else _GET_FUNCTION
+    if getattr(type(wrapped), "__get__", None) is None:
+        return _GET_STATIC
+    if type(wrapped) is functools.partial and sys.version_info[:2] == (3, 13):
+        return _GET_PARTIAL
+    return _GET_DESCRIPTOR
+
+
 _MethodType: Final = types.MethodType
 
 _CO_KIND_FLAGS: Final = (
@@ -776,7 +1036,9 @@ def apply_aspect(aspect: Any, target: Any, kind: str | None = None) -> Any:
         resolved, overridden = detect_kind(base), False
     aspects = (aspect, *existing)
     target_info = _make_target(base, resolved)
-    plan = _make_plan(target_info, [a.advise(target_info) for a in aspects])
+    plan = _make_plan(
+        target_info, [a.advise(target_info) for a in aspects], _object_names(base, target_info)
+    )
     driver = _DRIVERS[resolved](plan)
     hooks = bool(plan.befores or plan.afters)
     return AspectWrapper(base, driver, _binding_for(base), aspects, resolved, overridden, hooks)

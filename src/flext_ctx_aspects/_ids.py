@@ -7,7 +7,7 @@ eighth of ``uuid.uuid4().hex``; a pool refilled from one large random block was 
 (the block's formatting dominates) and needs fork handling, so it was dropped
 (``benchmarks/test_core_state_design.py``).
 
-The bits come from the library's own :class:`random.Random` instance (:data:`rng`), never
+The bits come from the library's own `random.Random` instance (`rng`), never
 from the ``random`` module's shared one: instrumented code that seeds ``random`` and replays
 a sequence (``random.seed(0); random.sample(...)``, as more-itertools' tests do) must see the
 same numbers with and without our aspects drawing ids in between. It is reseeded in forked
@@ -78,24 +78,27 @@ active_generator: list[IdGenerator] = [generate_id]
 def set_generator(generator: IdGenerator) -> None:
     """Make ``generator`` the source of every new correlation and request id.
 
-    A generator other than the default one is checked on every id it makes: an id that is
-    not a valid id (a non-str, control characters, too long) is replaced by a generated one
-    and reported once through logging, so a bad generator can never put an invalid value in
-    the context, a header or a record.
+    A generator other than the default one is checked on every id it makes, by the rule of
+    every field value: a non-str is converted with ``str()``; None, or an id that is not
+    valid (control characters, too long), is replaced by a generated one and reported once
+    through logging, so a bad generator never puts an invalid value in the context, a header
+    or a record.
     """
     active_generator[0] = generator if generator is generate_id else _checked(generator)
 
 
 def _checked(generator: IdGenerator) -> IdGenerator:
     def checked_id() -> str:
-        value = generator()
-        if type(value) is str:
+        value: object = generator()
+        # The rule of every field value: converted with str(), None means "none", then
+        # validated; what fails is replaced and reported.
+        if value is not None:
             try:
-                return validate_id("id_generator", value)
+                return validate_id("id_generator", value if type(value) is str else str(value))
             except InvalidValueError as error:
                 problem: Exception = error
         else:
-            problem = TypeError(f"the id generator returned a {type(value).__name__}, not a str")
+            problem = TypeError("the id generator returned None")
         report_internal_error(f"id generator {getattr(generator, '__qualname__', '?')}", problem)
         return generate_id()
 

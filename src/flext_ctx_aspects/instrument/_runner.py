@@ -7,7 +7,7 @@ environment:
   which every Python process started below it imports at start-up (``site`` does it, unless
   ``-S``, ``-I`` or ``-E`` switch that off), so the command's Python subprocesses,
   ``multiprocessing`` spawn children, pytest-xdist and server workers are reached too;
-* :data:`RUN_ENV`, one variable with the resolved, already validated configuration and the
+* `RUN_ENV`, one variable with the resolved, already validated configuration and the
   directory where each process writes its files (``stats-<pid>.json``, ``trace-<pid>.json``),
   so children never parse TOML again.
 
