@@ -169,6 +169,7 @@ for i in range(50):
     assert json.loads(out.stdout) == 50
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_gets_an_empty_queue_and_its_own_flusher() -> None:
     gate = Gate()
