@@ -93,7 +93,8 @@ def test_concurrent_producers_never_lose_a_drop_count() -> None:
     gate.release.set()
     queued.flush()
     assert len(gate.records) + queued.dropped == 40_000
-    assert len(gate.records) <= 10 + 8
+    # The capacity, plus one overshoot per producer, plus the record the flusher holds.
+    assert len(gate.records) <= 10 + 8 + 1
     queued.close()
 
 
