@@ -146,7 +146,9 @@ def test_service_decorator_strips_like_service_context() -> None:
 
 
 @pytest.mark.parametrize(
-    "generator", [lambda: None, lambda: "bad id\n", lambda: "x" * 500], ids=["None", "newline", "long"]
+    "generator",
+    [lambda: None, lambda: "bad id\n", lambda: "x" * 500],
+    ids=["None", "newline", "long"],
 )
 def test_a_bad_id_generator_never_puts_a_bad_id_in_the_context(generator: object) -> None:
     apply_settings(Settings(id_generator=generator))  # type: ignore[arg-type]

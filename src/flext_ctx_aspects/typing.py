@@ -34,8 +34,14 @@ class Sink(Protocol):
     """Receives every finished operation record.
 
     ``emit`` runs on the thread that finished the operation, inside that operation's
-    context, so it must be quick; hand slow work (network, disk) to a queue. An exception
-    raised by ``emit`` is logged once and never reaches the instrumented code.
+    context, so it must be quick; hand slow work (network, disk) to a queue
+    (`QueuedSink`). An exception raised by ``emit`` is logged
+    once and never reaches the instrumented code.
+
+    Optional attribute ``needs``: a ``frozenset`` of the ``OperationRecord`` field names the
+    sink reads (``StatsSink.needs == {"name", "duration_ns", "status"}``), so records can be
+    built lighter for it; a sink without ``needs`` gets every field. Not part of the
+    protocol's required members: ``isinstance(obj, Sink)`` checks ``emit`` only.
     """
 
     def emit(self, record: OperationRecord) -> None:

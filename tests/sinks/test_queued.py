@@ -90,7 +90,8 @@ def test_concurrent_producers_never_lose_a_drop_count() -> None:
     gate.release.set()
     queued.flush()
     assert len(gate.records) + queued.dropped == 40_000
-    assert len(gate.records) <= 10 + 8
+    # The capacity, plus one overshoot per producer, plus the record the flusher holds.
+    assert len(gate.records) <= 10 + 8 + 1
     queued.close()
 
 
@@ -166,6 +167,7 @@ for i in range(50):
     assert json.loads(out.stdout) == 50
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_gets_an_empty_queue_and_its_own_flusher() -> None:
     gate = Gate()

@@ -265,6 +265,7 @@ def test_with_timed_and_add_sink() -> None:
     assert summary.min_ns <= summary.p50_ns <= summary.p99_ns <= summary.p999_ns <= summary.max_ns
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_starts_empty() -> None:
     sink = StatsSink()

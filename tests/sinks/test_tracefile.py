@@ -247,6 +247,7 @@ def test_the_validator_rejects_broken_files(trace: dict[str, Any], tmp_path: Pat
         check_trace_file(tmp_path / "bad.json")
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_buffers_only_its_own_records(tmp_path: Path) -> None:
     if not hasattr(os, "fork"):
         pytest.skip("needs fork")

@@ -25,7 +25,16 @@ from ddsketch.mapping import LogarithmicMapping
 
 from flext_ctx_aspects.errors import ConfigError
 
-__all__ = ["BIN_LIMIT", "MAX_KEY", "RELATIVE_ACCURACY", "Digest", "bin_key", "describe"]
+__all__ = [
+    "BIN_LIMIT",
+    "MAX_KEY",
+    "MULTIPLIER",
+    "NO_MIN",
+    "RELATIVE_ACCURACY",
+    "Digest",
+    "bin_key",
+    "describe",
+]
 
 RELATIVE_ACCURACY: Final = 0.01
 _MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
@@ -35,6 +44,8 @@ _MULTIPLIER: Final = math.log(2) / math.log1p(2 * RELATIVE_ACCURACY / (1 - RELAT
 _log2: Final = math.log2
 _ceil: Final = math.ceil
 MAX_KEY: Final = _ceil(63 * _MULTIPLIER)
+MULTIPLIER: Final = _MULTIPLIER
+NO_MIN: Final = 1 << 64  # min_ns of a digest that holds nothing yet
 # Most bins one digest keeps: every key a duration can have (8 bytes each, ~17.5 KB). So
 # the collapsing rule in add_key is a guard that real durations never reach: the 1% bound
 # holds at every quantile of every distribution. (A list would make emit ~60 ns cheaper but
@@ -60,7 +71,7 @@ class Digest:
         self.count = 0
         self.errors = 0
         self.total_ns = 0
-        self.min_ns = 0
+        self.min_ns = NO_MIN  # a sentinel until the first duration: one test per record less
         self.max_ns = 0
         self.zero_count = 0
         self.offset = 0  # bin key of bins[0]
@@ -68,8 +79,7 @@ class Digest:
 
     def add(self, duration_ns: int, failed: bool) -> None:
         """Add one duration (the reference path; ``StatsSink.emit`` inlines it)."""
-        if self.count == 0 or duration_ns < self.min_ns:
-            self.min_ns = duration_ns
+        self.min_ns = min(self.min_ns, duration_ns)
         self.max_ns = max(self.max_ns, duration_ns)
         self.count += 1
         self.total_ns += duration_ns
@@ -122,8 +132,7 @@ class Digest:
         """Add every duration ``other`` holds (exact: the bins are summed key by key)."""
         if other.count == 0:
             return
-        if self.count == 0 or other.min_ns < self.min_ns:
-            self.min_ns = other.min_ns
+        self.min_ns = min(self.min_ns, other.min_ns)
         self.max_ns = max(self.max_ns, other.max_ns)
         self.count += other.count
         self.errors += other.errors
@@ -189,7 +198,7 @@ class Digest:
             "count": self.count,
             "errors": self.errors,
             "total_ns": self.total_ns,
-            "min_ns": self.min_ns,
+            "min_ns": self.min_ns if self.count else 0,
             "max_ns": self.max_ns,
             "sketch": {
                 "relative_accuracy": RELATIVE_ACCURACY,
@@ -211,6 +220,8 @@ class Digest:
             raise ConfigError(where, "operation", "an object", describe(data))
         for key in ("count", "errors", "total_ns", "min_ns", "max_ns"):
             setattr(digest, key, _natural(data.get(key), where, key))
+        if digest.count == 0:
+            digest.min_ns = NO_MIN
         sketch = data.get("sketch")
         if not isinstance(sketch, dict):
             raise ConfigError(

@@ -20,6 +20,7 @@ percentiles (its total may lag by the record in flight).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import weakref
@@ -29,7 +30,7 @@ from typing import Any, ClassVar, Final
 
 from flext_ctx_aspects.errors import ConfigError
 from flext_ctx_aspects.records import OperationRecord
-from flext_ctx_aspects.sinks._sketch import Digest, bin_key, describe
+from flext_ctx_aspects.sinks._sketch import MULTIPLIER, Digest, describe
 
 __all__ = [
     "MAX_OPERATIONS",
@@ -49,6 +50,8 @@ STATS_FORMAT: Final = "flext-ctx-aspects/stats-v1"
 PERCENTILES: Final = (("p50_ns", 0.50), ("p90_ns", 0.90), ("p99_ns", 0.99), ("p999_ns", 0.999))
 _FRACTIONS: Final = tuple(fraction for _, fraction in PERCENTILES)
 
+_log2: Final = math.log2
+_ceil: Final = math.ceil
 # Every live StatsSink, reset in a forked child (see _after_fork).
 _sinks: weakref.WeakSet[StatsSink] = weakref.WeakSet()
 
@@ -191,14 +194,14 @@ class StatsSink:
         # Digest.add, inlined: this is the per-record path.
         digest.count += 1
         digest.total_ns += duration
-        if duration < digest.min_ns or digest.count == 1:
+        if duration < digest.min_ns:  # noqa: PLR1730 - min() costs a call per record
             digest.min_ns = duration
         if duration > digest.max_ns:  # noqa: PLR1730 - max() costs a call per record
             digest.max_ns = duration
         if record.status != "ok":
             digest.errors += 1
         if duration > 0:
-            key = bin_key(duration)
+            key = _ceil(_log2(duration) * MULTIPLIER)  # _sketch.bin_key, inlined
             index = key - digest.offset
             bins = digest.bins
             if 0 <= index < len(bins):
@@ -239,19 +242,25 @@ class StatsSink:
                 _merge_into(self._retired, shard.items())
         self._shards = live
 
-    def _digests(self) -> dict[str, Digest]:
-        """Return a merged copy of every shard's digests."""
+    def _digests(self, only: str | None = None) -> dict[str, Digest]:
+        """Return a merged copy of every shard's digests (of name ``only``, if given)."""
         with self._lock:
             self._fold_ended()
-            merged = {name: digest.copy() for name, digest in self._retired.items()}
-            shards = [list(shard.items()) for _, shard in self._shards]
+            retired = self._retired
+            if only is not None:
+                retired = {only: retired[only]} if only in retired else {}
+            merged = {name: digest.copy() for name, digest in retired.items()}
+            if only is None:
+                shards = [list(shard.items()) for _, shard in self._shards]
+            else:
+                shards = [[(only, s[only])] for _, s in self._shards if only in s]
         for items in shards:
             _merge_into(merged, ((name, _settled_copy(d)) for name, d in items))
         return merged
 
     def get(self, name: str) -> OperationStats | None:
         """Return the statistics of operation ``name``, or None if it never ran."""
-        digest = self._digests().get(name)
+        digest = self._digests(name).get(name)
         return None if digest is None else OperationStats.from_digest(name, digest)
 
     def snapshot(self) -> list[OperationStats]:
