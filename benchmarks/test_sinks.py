@@ -347,7 +347,8 @@ def test_stats_memory_per_name_is_bounded_and_flat(
     # Durations spread over ~6 decades (lognormal): many distinct bins, the worst case for
     # memory that real workloads reach.
     pool = [
-        template._replace(duration_ns=max(1, int(rng.lognormvariate(11, 2.5)))) for _ in range(4096)
+        OperationRecord.make(template.name, duration_ns=max(1, int(rng.lognormvariate(11, 2.5))))
+        for _ in range(4096)
     ]
     from flext_ctx_aspects.sinks import _sketch, stats
 
