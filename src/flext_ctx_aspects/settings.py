@@ -147,7 +147,15 @@ class Settings:
             where, "allowed_destinations", self.allowed_destinations, expected=_PATTERNS
         )
         for pattern in destinations:
-            parse_destination_pattern(pattern)  # a ConfigError names the bad pattern
+            try:
+                parse_destination_pattern(pattern)
+            except ConfigError as error:
+                raise ConfigError(
+                    where,
+                    "allowed_destinations",
+                    f"host patterns: {error.expected}",
+                    f"{error.got} in the list",
+                ) from None
         # Lists are accepted for the tuple fields (as configuration files give them) and
         # stored as tuples, so settings stay hashable and immutable.
         _set(self, "sinks", sinks)

@@ -253,9 +253,18 @@ def _parse_all(
             'a list of host patterns, e.g. ["127.0.0.1"]',
             f"{patterns!r:.60}, a {type(patterns).__name__}",
         )
-    return tuple(
-        p if isinstance(p, DestinationPattern) else parse_destination_pattern(p) for p in patterns
-    )
+    parsed = []
+    for pattern in patterns:
+        if isinstance(pattern, DestinationPattern):
+            parsed.append(pattern)
+            continue
+        try:
+            parsed.append(parse_destination_pattern(pattern))
+        except ConfigError as error:  # named by the user's keyword, with the bad pattern
+            raise ConfigError(
+                where, key, f"host patterns: {error.expected}", f"{error.got} in the list"
+            ) from None
+    return tuple(parsed)
 
 
 def compile_patterns(
