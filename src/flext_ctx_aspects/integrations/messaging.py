@@ -44,12 +44,15 @@ import threading
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, ParamSpec, TypeVar, cast
 
+import wrapt
+
 from flext_ctx_aspects import _options, _state
 from flext_ctx_aspects._advice import Advice, Source, Target, Timing
 from flext_ctx_aspects._engine import apply_aspect
 from flext_ctx_aspects._validate import validate_name
 from flext_ctx_aspects.errors import ConfigError
 from flext_ctx_aspects.propagation import Extracted, Format, extract, inject
+from flext_ctx_aspects.propagation._policy import inbound_defaults
 from flext_ctx_aspects.typing import Getter
 
 __all__ = ["consume_message", "consumer", "inject_message", "message_headers"]
@@ -255,7 +258,10 @@ def consumer(
     Raises:
         ConfigError: An option of the wrong type, an unknown format, ``headers_of`` not
             callable.
-        InvalidValueError: A service value is not a valid name.
+        InvalidValueError: A service value is not a valid name. In strict mode, also raised
+            by a call of the decorated handler whose message has an invalid context value,
+            before the handler's body runs (for a generator or ``async`` handler: by the
+            call itself, not at the first ``next``/``await``).
     """
     where = "consumer()"
     _options.check_callable(
@@ -282,9 +288,28 @@ def consumer(
         _options.check_str(where, "name", name, expected="a non-empty str")
         if not name:
             raise ConfigError(where, "name", "a non-empty str", "''")
-    scope = _MessageScope(_PerCall(headers_of, fixed, identity), Timing(name=name))
+    shared = _PerCall(headers_of, fixed, identity)
+    scope = _MessageScope(shared, Timing(name=name))
+
+    def refuse_invalid(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        # The engine never lets a failure of its field computation reach the caller, so a
+        # strict refusal is decided here, when the handler is called, before its body runs
+        # (for every kind: a generator or coroutine handler raises on the call itself).
+        strict = fixed["strict"]
+        if strict is None:
+            strict = inbound_defaults().strict
+        if strict:
+            shared.compute(instance, args, kwargs)  # raises InvalidValueError
+        return wrapped(*args, **kwargs)
 
     def decorate(handler: Callable[P, R]) -> Callable[P, R]:
-        return cast("Callable[P, R]", apply_aspect(scope, handler))
+        instrumented = apply_aspect(scope, handler)
+        if fixed["strict"] is False:
+            return cast("Callable[P, R]", instrumented)
+        # A wrapt proxy keeps what the handler is (coroutine function, generator function,
+        # method binding), as the engine's own wrapper does.
+        return cast("Callable[P, R]", wrapt.FunctionWrapper(instrumented, refuse_invalid))
 
     return decorate

@@ -179,6 +179,9 @@ class FlextContextWSGIMiddleware:
         ) -> Callable[[bytes], object]:
             code = status[:3] if isinstance(status, str) else ""
             recorder.status = int(code) if code.isdigit() else None
+            # Read now: Flask drops its request object from the environ when the view's
+            # request context ends, before the server iterates the body.
+            recorder.route = _route_of(environ)
             if echo is not None and correlation_id is not None:
                 lowered = echo.lower()
                 if not any(name.lower() == lowered for name, _ in headers):
@@ -193,12 +196,12 @@ class FlextContextWSGIMiddleware:
             else:
                 body = self.app(environ, start_with_context)
         except BaseException as error:
-            recorder.route = _route_of(environ)
+            recorder.route = recorder.route or _route_of(environ)
             recorder.finish(error)
             raise
 
         def finish(error: BaseException | None) -> None:
-            recorder.route = _route_of(environ)
+            recorder.route = recorder.route or _route_of(environ)
             recorder.finish(error)
 
         return _ResponseInContext(body, context, finish)
@@ -214,8 +217,9 @@ class FlextContextWSGIMiddleware:
 
 
 def _route_of(environ: dict[str, Any]) -> str | None:
-    # Werkzeug (so Flask) keeps the request object in the environ; Flask sets its matched
-    # rule there during routing. Any other framework: no route, the fallback name.
+    # Werkzeug (so Flask) keeps the request object in the environ while the request is
+    # handled; Flask sets its matched rule on it during routing. Any other framework: no
+    # route, the fallback name.
     request = environ.get("werkzeug.request")
     rule = getattr(request, "url_rule", None)
     return clean_route(getattr(rule, "rule", None))
