@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -87,10 +88,8 @@ def test_each_message_gets_a_record_with_status_and_duration_in_threads() -> Non
     def worker(number: int) -> None:
         for index in range(10):
             message = {"headers": _published(f"t{number}-{index}"), "fail": index == 3}
-            try:
+            with contextlib.suppress(ValueError):
                 handle(message)
-            except ValueError:
-                pass
 
     with capture_operations() as ops:
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ctx_servers import uvicorn_server, waitress_server, wait_for_records
+from ctx_servers import uvicorn_server, wait_for_records, waitress_server
 from flask import Flask
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
