@@ -94,10 +94,10 @@ def test_a_string_false_never_trusts_an_inbound_user_id() -> None:
     ("changes", "message"),
     [
         ({"strict_validation": "false"}, "got 'false', a str"),
-        ({"enabled": 0}, "got 0, a int"),
+        ({"enabled": 0}, "got 0, an int"),
         ({"sample_rate": "0.5"}, "got '0.5', a str"),
         ({"sinks": "stats"}, "got a single str 'stats'"),
-        ({"id_generator": 42}, "got 42, a int"),
+        ({"id_generator": 42}, "got 42, an int"),
     ],
 )
 def test_the_reported_cases_name_key_expectation_and_value(

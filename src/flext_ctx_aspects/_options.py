@@ -34,7 +34,8 @@ def describe(value: object) -> str:
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
-    return f"{text}, a {type(value).__name__}"
+    name = type(value).__name__
+    return f"{text}, {'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 def check_bool(where: str, key: str, value: object) -> bool:
