@@ -182,11 +182,14 @@ def finish(
     error: BaseException | None,
     metadata: Mapping[str, Any] | None,
     body_ns: int | None = None,
+    failed: bool = False,
 ) -> None:
     """Build the record of a finished operation and hand it to every sink.
 
     Called inside the operation's context (so the snapshot read here is the one the body ran
-    in), only when at least one sink is registered. ``metadata`` is copied: what is added to
+    in), only when at least one sink is registered. ``failed`` marks an operation that
+    failed without an exception reaching us (a served request answered with a 5xx): its
+    status is ``"error"`` and it is kept as errors are. ``metadata`` is copied: what is added to
     the live dict afterwards (a task the operation started) never reaches the record. Never
     raises an ``Exception``.
     """
@@ -196,7 +199,8 @@ def finish(
     try:
         duration = end_ns - start_ns
         snapshot = _snapshot()
-        if error is None or not spec.keep_errors:
+        failure = error is not None or failed
+        if not failure or not spec.keep_errors:
             if duration < spec.min_duration_ns or duration < _min_duration_ns:
                 return
             if _sample_rate < 1.0 and _sampled_out(snapshot):
@@ -210,7 +214,7 @@ def finish(
                 spec.name,
                 start_ns + _wall_offset,
                 duration,
-                "ok" if error is None else "error",
+                "error" if failure else "ok",
                 None if error is None else type(error).__qualname__,
                 MappingProxyType(dict(metadata)) if metadata else EMPTY_MAPPING,
                 body_ns,
@@ -254,8 +258,17 @@ class TimedBlock:
         self.start_ns = start = _perf_counter_ns()
         return start
 
-    def end(self, error: BaseException | None, metadata: Mapping[str, Any] | None = None) -> int:
-        """Record the block (``metadata`` overrides what is recorded); returns the end reading."""
+    def end(
+        self,
+        error: BaseException | None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        failed: bool = False,
+    ) -> int:
+        """Record the block (``metadata`` overrides what is recorded); returns the end reading.
+
+        ``failed`` records the block as an error without an exception (see `finish`).
+        """
         end = _perf_counter_ns()
         try:
             if active:
@@ -265,6 +278,8 @@ class TimedBlock:
                     end,
                     error,
                     self.metadata if metadata is None else metadata,
+                    None,
+                    failed,
                 )
         finally:
             _state.restore_operation(self.token, self.metadata)

@@ -22,7 +22,7 @@ from typing import Any, Final, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from flext_ctx_aspects import _state
+from flext_ctx_aspects import _options, _state
 from flext_ctx_aspects._advice import Advice, Call, CallableKind, Source, Target, Timing
 from flext_ctx_aspects._compile import (
     Current,
@@ -83,12 +83,37 @@ class _Decorator:
     def __call__(self, func: Any, /) -> Any:
         if not self._enabled:
             return func
+        if isinstance(func, property):
+            getter = getattr(func.fget, "__qualname__", "the getter")
+            raise TypeError(
+                f"@{_decorator_name(self._aspect)} cannot wrap a property ({getter}): put it "
+                "below @property, directly above the def, to instrument the getter"
+            )
         if isinstance(func, type):
             return instrument_class(func, self._aspect, kind=self._kind)
         return apply_aspect(self._aspect, func, self._kind)
 
     def __repr__(self) -> str:
         return f"<flext_ctx_aspects decorator {self._aspect!r}>"
+
+
+def _decorator_name(aspect_: object) -> str:
+    # The built-in aspects' reprs start with their decorator's name: "timed(...)".
+    return repr(aspect_).split("(", 1)[0] or "aspect"
+
+
+def _check_options(where: str, enabled: object) -> None:
+    _options.check_bool(where, "enabled", enabled)
+
+
+def _refuse_bare(decorator: str, example: str, parameter: str, value: object) -> None:
+    """Refuse a decorator factory used without parentheses (the function as a value)."""
+    if callable(value) and not isinstance(value, (str, Source)):
+        target = getattr(value, "__qualname__", type(value).__name__)
+        raise TypeError(
+            f"@{decorator} needs parentheses: write @{example} above {target} "
+            f"(@{decorator} without them received the function {target} as {parameter})"
+        )
 
 
 _SKIPPED_MEMBER_TYPES = (property, type)
@@ -239,6 +264,8 @@ def with_correlation(
     Returns:
         The instrumented callable, or a decorator when called with options only.
     """
+    _options.check_bool("@with_correlation()", "inherit", inherit)
+    _check_options("@with_correlation()", enabled)
     decorator = _Decorator(_Correlation(inherit), enabled, kind)
     return decorator if func is None else decorator(func)
 
@@ -326,6 +353,8 @@ def service(
             inbound headers refuse it (1 to 256 visible ASCII characters, inner spaces
             allowed; surrounding spaces are removed).
     """
+    _refuse_bare("service", 'service("my-service")', "the service name", name)
+    _check_options("@service()", enabled)
     return _Decorator(
         _Service(
             _field_value("service_name", "service name", name, required=True),
@@ -363,6 +392,17 @@ def timed(func: staticmethod[P, R], /) -> staticmethod[P, R]: ...
 def timed(func: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def timed(
+    func: str,
+    /,
+    *,
+    min_duration_ms: float = 0.0,
+    keep_errors: bool = True,
+    measure_body: bool = False,
+    enabled: bool = True,
+    kind: CallableKind | None = None,
+) -> AspectDecorator: ...
+@overload
+def timed(
     *,
     name: str | None = None,
     min_duration_ms: float = 0.0,
@@ -388,7 +428,8 @@ def timed(
     exhaustion or close.
 
     Args:
-        func: The callable, when used bare (``@timed``).
+        func: The callable, when used bare (``@timed``), or the operation name
+            (``@timed("orders.create")`` is ``@timed(name="orders.create")``).
         name: Operation name; defaults to ``module.qualname`` of the callable.
         min_duration_ms: Milliseconds; faster calls are not recorded, decided per call at its
             end.
@@ -399,14 +440,28 @@ def timed(
         kind: Explicit callable kind (see module docs).
 
     Raises:
-        ValueError: ``min_duration_ms`` is negative.
+        ConfigError: ``min_duration_ms`` is not a number >= 0 (``"1"`` is refused), or
+            ``keep_errors``/``measure_body``/``enabled`` is not a bool (a ``ValueError``).
         TypeError: ``name`` is given but is not a non-empty string.
     """
+    where = "@timed()"
+    if isinstance(func, str):
+        # @timed("orders.create"): the positional name users write first.
+        if name is not None:
+            raise TypeError(
+                f"@timed got two names: {func!r} and name={name!r}; give one, e.g. "
+                f"@timed(name={func!r})"
+            )
+        name, func = func, None
     if name is not None:
         _check_name("timed name", name, required=True)
+    min_duration = _options.check_number(where, "min_duration_ms", min_duration_ms, low=0)
+    _options.check_bool(where, "keep_errors", keep_errors)
+    _options.check_bool(where, "measure_body", measure_body)
+    _check_options(where, enabled)
     timing = Timing(
         name=name,
-        min_duration_ns=round(min_duration_ms * 1_000_000),
+        min_duration_ns=round(min_duration * 1_000_000),
         keep_errors=keep_errors,
         measure_body=measure_body,
     )
@@ -485,6 +540,8 @@ def request_scope(
         InvalidValueError: A value is not valid for its field (the same rule as
             ``request_context`` and inbound headers).
     """
+    _refuse_bare("request_scope", "request_scope()", "user_id", user_id)
+    _check_options("@request_scope()", enabled)
     user_id = _field_value("user_id", "user_id", user_id)
     operation_name = _field_value("operation_name", "operation_name", operation_name)
     request_id = _field_value("request_id", "request_id", request_id)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from flext_ctx_aspects import _emit, _ids, _state, _trace
+from flext_ctx_aspects import _diagnostics, _emit, _ids, _state, _trace
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects._validate import validate_id, validate_name
 from flext_ctx_aspects.constants import FlextConstants
@@ -521,13 +521,19 @@ class FlextContext:
         operations under 100 µs not recorded unless failed).
 
         Returns:
-            ``ok(settings)`` now in force, or ``fail`` naming the valid environments.
+            ``ok(settings)`` now in force, or ``fail`` naming the valid environments. A
+            refusal is also logged (one warning on the ``flext_ctx_aspects`` logger), so a
+            startup typo whose result nobody checks is still seen; the settings in force
+            are unchanged.
         """
         from flext_ctx_aspects.settings import Settings, apply_settings, settings_for_environment
 
         try:
             settings = settings_for_environment(env)
         except ConfigError as error:
+            _diagnostics.logger.warning(
+                "flext_ctx_aspects: environment preset refused, settings unchanged: %s", error
+            )
             return FlextResult[Settings].fail(str(error))
         apply_settings(settings)
         return FlextResult[Settings].ok(settings)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
-from flext_ctx_aspects import _compile, _emit, _engine, _ids, concurrency
+from flext_ctx_aspects import _compile, _emit, _engine, _ids, _options, concurrency
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.errors import ConfigError
 from flext_ctx_aspects.propagation._policy import (
@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 BUILTIN_SINKS: Final = ("stats", "logging")
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_PATTERNS: Final = 'a tuple of host patterns (e.g. ("*.internal", "127.0.0.1:8080"))'
+_set = object.__setattr__
 PERFORMANCE_LEVELS: Final = ("standard", "high", "maximum")
 
 
@@ -92,54 +95,74 @@ class Settings:
     enabled: bool = True
 
     def __post_init__(self) -> None:
+        # Every field is type-checked here, at construction, by the one options helper
+        # (`_options`): a bool is a bool ("false" would be truthy), numbers are numbers, a
+        # tuple of names is never a bare str. The message names the key, what was expected
+        # and what was given.
         where = "Settings"
-        if not 0.0 <= self.sample_rate <= 1.0:
-            raise ConfigError(
-                where, "sample_rate", "a number from 0.0 to 1.0", repr(self.sample_rate)
-            )
-        if self.min_duration_ms < 0:
-            raise ConfigError(where, "min_duration_ms", "a number >= 0", repr(self.min_duration_ms))
-        unknown = [s for s in self.sinks if s not in BUILTIN_SINKS]
+        _options.check_str(where, "environment", self.environment)
+        _options.check_bool(where, "strict_validation", self.strict_validation)
+        _options.check_bool(where, "trust_inbound_user_id", self.trust_inbound_user_id)
+        _options.check_bool(where, "measure_generator_body", self.measure_generator_body)
+        _options.check_bool(where, "enabled", self.enabled)
+        _options.check_number(where, "sample_rate", self.sample_rate, low=0.0, high=1.0)
+        _options.check_number(where, "min_duration_ms", self.min_duration_ms, low=0)
+        _options.check_int(where, "context_cache_size", self.context_cache_size, low=1)
+        _options.check_int(
+            where, "max_concurrent_contexts", self.max_concurrent_contexts, low=1, optional=True
+        )
+        sinks = _options.check_names(
+            where, "sinks", self.sinks, expected=f"a tuple of names from {BUILTIN_SINKS}"
+        )
+        unknown = [s for s in sinks if s not in BUILTIN_SINKS]
         if unknown:
             raise ConfigError(where, "sinks", f"a subset of {BUILTIN_SINKS}", repr(unknown[0]))
-        bad_sources = [s for s in self.correlation_sources if s not in CORRELATION_SOURCES]
-        if bad_sources or not self.correlation_sources:
+        sources = _options.check_names(
+            where,
+            "correlation_sources",
+            self.correlation_sources,
+            expected=f"a non-empty tuple of names from {CORRELATION_SOURCES}",
+        )
+        bad_sources = [s for s in sources if s not in CORRELATION_SOURCES]
+        if bad_sources or not sources:
             raise ConfigError(
                 where,
                 "correlation_sources",
                 f"a non-empty subset of {CORRELATION_SOURCES}",
                 repr(bad_sources[0] if bad_sources else self.correlation_sources),
             )
-        if self.context_cache_size < 1:
-            raise ConfigError(
-                where, "context_cache_size", "an int >= 1", repr(self.context_cache_size)
-            )
         if self.performance_level not in PERFORMANCE_LEVELS:
             raise ConfigError(
                 where,
                 "performance_level",
                 f"one of {PERFORMANCE_LEVELS}",
-                repr(self.performance_level),
+                _options.describe(self.performance_level),
             )
-        if self.max_concurrent_contexts is not None and self.max_concurrent_contexts < 1:
+        if self.log_level not in _LOG_LEVELS:
             raise ConfigError(
-                where,
-                "max_concurrent_contexts",
-                "an int >= 1 or None",
-                repr(self.max_concurrent_contexts),
+                where, "log_level", f"one of {_LOG_LEVELS}", _options.describe(self.log_level)
             )
-        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ConfigError(where, "log_level", "a logging level name", repr(self.log_level))
-        if isinstance(self.allowed_destinations, str):  # type: ignore[unreachable]
-            raise ConfigError(  # a str is a sequence of one-letter patterns: refuse it
-                where, "allowed_destinations", "a tuple of host patterns", "a single str"
-            )
-        for pattern in self.allowed_destinations:
-            parse_destination_pattern(pattern)  # a ConfigError names the bad pattern
-        if not callable(self.id_generator):
-            raise ConfigError(
-                where, "id_generator", "a callable returning str", repr(self.id_generator)
-            )
+        destinations = _options.check_names(
+            where, "allowed_destinations", self.allowed_destinations, expected=_PATTERNS
+        )
+        for pattern in destinations:
+            try:
+                parse_destination_pattern(pattern)
+            except ConfigError as error:
+                raise ConfigError(
+                    where,
+                    "allowed_destinations",
+                    f"host patterns: {error.expected}",
+                    f"{error.got} in the list",
+                ) from None
+        # Lists are accepted for the tuple fields (as configuration files give them) and
+        # stored as tuples, so settings stay hashable and immutable.
+        _set(self, "sinks", sinks)
+        _set(self, "correlation_sources", sources)
+        _set(self, "allowed_destinations", destinations)
+        _options.check_callable(
+            where, "id_generator", self.id_generator, expected="a callable returning an id str"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Return the settings as a plain dict (the id generator by qualified name)."""
@@ -268,9 +291,19 @@ def apply_settings(settings: Settings) -> Settings:
 
     Returns:
         The settings that were in force before.
+
+    Raises:
+        TypeError: ``settings`` is not a `Settings` (a dict, a preset name...); checked
+            before anything changes, so the settings in force stay in force.
     """
     global _current
 
+    if not isinstance(settings, Settings):
+        raise TypeError(
+            "apply_settings() expects a Settings instance "
+            f"(got {_options.describe(settings)}); build one with "
+            "Settings(sample_rate=0.5, ...) or settings_for_environment(name)"
+        )
     with _lock:
         previous = _current
         _current = settings

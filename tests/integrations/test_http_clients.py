@@ -152,7 +152,7 @@ def test_hooks_can_be_passed_at_client_construction() -> None:
 
 
 def test_bad_patterns_and_formats_fail_at_construction() -> None:
-    with pytest.raises(ConfigError, match="allowed destinations"):
+    with pytest.raises(ConfigError, match=r"`allowed_destinations` in request_hook\(\)"):
         request_hook(allowed_destinations=["https://api.internal/path"])
     with pytest.raises(ConfigError, match="formats"):
         request_hook(formats=["jaeger"])

@@ -10,31 +10,38 @@ method, the path (when it is clean) and the response status code in the record's
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from flext_ctx_aspects import _emit, _state
+from flext_ctx_aspects import _emit, _options, _state
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects._validate import validate_name
 from flext_ctx_aspects.constants import FlextConstants
-from flext_ctx_aspects.errors import InvalidValueError
+from flext_ctx_aspects.errors import ConfigError, InvalidValueError
 from flext_ctx_aspects.propagation import Extracted, Format, extract
 from flext_ctx_aspects.propagation.headers import Inbound
 from flext_ctx_aspects.typing import Getter
 
 __all__ = [
+    "DEFAULT_ERROR_STATUSES",
     "METADATA_METHOD",
     "METADATA_PATH",
+    "METADATA_ROUTE",
     "METADATA_STATUS",
+    "RecordName",
     "RequestRecorder",
     "ServerOptions",
+    "clean_route",
+    "default_record_name",
     "refusal_text",
 ]
 
 METADATA_METHOD: Final = "http.method"
 METADATA_PATH: Final = "http.path"
 METADATA_STATUS: Final = "http.status_code"
+METADATA_ROUTE: Final = "http.route"
+_FALLBACK_NAME: Final = "HTTP"
 
 _TOKEN: Final = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -54,6 +61,22 @@ def _name(method: object) -> str:
     return "OTHER"
 
 
+RecordName = Callable[[str, "str | None"], str]
+"""``record_name(method, route) -> name``: ``route`` is the route template or None."""
+
+
+def default_record_name(method: str, route: str | None) -> str:
+    """``HTTP GET /users/{user_id}`` when the route template is known, else ``HTTP GET``.
+
+    The raw path is never used: ``/users/1``, ``/users/2``... would each make a record name
+    of their own (unbounded cardinality in statistics and metrics).
+    """
+    return f"HTTP {method}" if route is None else f"HTTP {method} {route}"
+
+
+DEFAULT_ERROR_STATUSES: Final = frozenset(range(500, 600))
+
+
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
     """Validated middleware configuration (programming errors raise at construction).
@@ -65,7 +88,8 @@ class ServerOptions:
         formats: Header formats read (None: the defaults).
         correlation_sources: Correlation id priority; None follows the settings.
         echo_header: Response header carrying the correlation id back; None disables it.
-        record_name: Makes the operation record's name from the request method.
+        record_name: Makes the operation record's name from the method and route template.
+        error_statuses: Response status codes recorded as ``status="error"``.
     """
 
     identity: Mapping[str, Any] = field(default_factory=dict)
@@ -74,50 +98,101 @@ class ServerOptions:
     formats: tuple[str | Format, ...] | None = None
     correlation_sources: tuple[str, ...] | None = None
     echo_header: str | None = FlextConstants.Headers.CORRELATION_ID
-    record_name: Callable[[str], str] = "HTTP {}".format
+    record_name: RecordName = default_record_name
+    error_statuses: frozenset[int] = DEFAULT_ERROR_STATUSES
 
     @classmethod
     def build(
         cls,
+        where: str,
         *,
-        service_name: str | None,
-        service_version: str | None,
-        service_environment: str | None,
-        strict: bool | None,
-        trusted: bool | None,
-        formats: Iterable[str | Format] | None,
-        correlation_sources: Iterable[str] | None,
-        echo_header: str | None,
+        service_name: object,
+        service_version: object,
+        service_environment: object,
+        strict: object,
+        trusted: object,
+        formats: object,
+        correlation_sources: object,
+        echo_header: object,
+        record_name: object,
+        error_statuses: object,
     ) -> ServerOptions:
-        """Validate the middleware arguments.
+        """Validate the middleware arguments (``where`` names the middleware in errors).
 
         Raises:
+            ConfigError: An option of the wrong type, an unknown format name or
+                correlation source, an ``echo_header`` that is not a header name, a status
+                that is not an int from 100 to 599.
             InvalidValueError: A service value has control characters or is too long.
-            ValueError: ``echo_header`` is not an HTTP token.
-            ConfigError: An unknown format name or correlation source.
         """
         identity: dict[str, Any] = {}
-        if service_name is not None:
-            identity["service_name"] = validate_name("service_name", service_name)
+        name = _options.check_optional_str(where, "service_name", service_name)
+        version = _options.check_optional_str(where, "service_version", service_version)
+        environment = _options.check_optional_str(where, "service_environment", service_environment)
+        if name is not None:
+            identity["service_name"] = validate_name("service_name", name)
             identity["service_version"] = (
-                None if service_version is None else validate_name("version", service_version)
+                None if version is None else validate_name("service_version", version)
             )
             identity["service_environment"] = (
-                None
-                if service_environment is None
-                else validate_name("environment", service_environment)
+                None if environment is None else validate_name("service_environment", environment)
             )
-        if echo_header is not None and (not echo_header or not _TOKEN.issuperset(echo_header)):
-            raise ValueError(f"echo_header must be an HTTP header name (got {echo_header!r})")
-        # Checked now, not on the first request: an unknown name or source is a typo.
-        extract({}, formats=formats, correlation_sources=correlation_sources)
+        strict = _options.check_optional_bool(where, "strict", strict)
+        trusted = _options.check_optional_bool(where, "trusted", trusted)
+        echo = _options.check_optional_str(where, "echo_header", echo_header)
+        if echo is not None and (not echo or not _TOKEN.issuperset(echo)):
+            raise ConfigError(
+                where, "echo_header", "an HTTP header name (or None)", _options.describe(echo)
+            )
+        format_list = (
+            None
+            if formats is None
+            else _options.check_names(
+                where,
+                "formats",
+                formats,
+                expected="a list of format names or Format objects",
+                item_types=(str, Format),
+            )
+        )
+        source_list = (
+            None
+            if correlation_sources is None
+            else _options.check_names(where, "correlation_sources", correlation_sources)
+        )
+        namer = _options.check_callable(
+            where,
+            "record_name",
+            default_record_name if record_name is None else record_name,
+            expected="a function (method, route) -> str",
+        )
+        statuses = _options.check_names(
+            where,
+            "error_statuses",
+            DEFAULT_ERROR_STATUSES if error_statuses is None else error_statuses,
+            expected="a collection of int status codes, e.g. range(500, 600)",
+            item_types=(int,),
+        )
+        for status in statuses:
+            if isinstance(status, bool) or not 100 <= status <= 599:
+                raise ConfigError(
+                    where, "error_statuses", "int status codes from 100 to 599", repr(status)
+                )
+        # Checked now, not on the first request: an unknown name or source is a typo. The
+        # error names this middleware and its keyword, not the function checking them.
+        try:
+            extract({}, formats=format_list, correlation_sources=source_list)
+        except ConfigError as error:
+            raise ConfigError(where, error.key, error.expected, error.got) from None
         return cls(
             identity=identity,
             strict=strict,
             trusted=trusted,
-            formats=None if formats is None else tuple(formats),
-            correlation_sources=None if correlation_sources is None else tuple(correlation_sources),
-            echo_header=echo_header,
+            formats=format_list,
+            correlation_sources=source_list,
+            echo_header=echo,
+            record_name=namer,
+            error_statuses=frozenset(statuses),
         )
 
     def extract(
@@ -161,12 +236,14 @@ def refusal_text(error: InvalidValueError) -> str:
 class RequestRecorder:
     """Times one request and sends its operation record; the caller provides the context."""
 
-    __slots__ = ("block", "status")
+    __slots__ = ("block", "method", "options", "route", "status")
 
     def __init__(self, options: ServerOptions, method: object, path: object) -> None:
         method_name = _name(method)
+        self.options = options
+        self.method = method_name
         spec = _emit.TimingSpec(
-            name=options.record_name(method_name), kind="block", min_duration_ns=0, keep_errors=True
+            name=_FALLBACK_NAME, kind="block", min_duration_ns=0, keep_errors=True
         )
         metadata: dict[str, Any] = {METADATA_METHOD: method_name}
         if isinstance(path, str):
@@ -174,6 +251,7 @@ class RequestRecorder:
                 metadata[METADATA_PATH] = validate_name("path", path)
         self.block = _emit.TimedBlock(spec, metadata)
         self.status: int | None = None
+        self.route: str | None = None
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -185,10 +263,50 @@ class RequestRecorder:
         self.block.begin()
 
     def finish(self, error: BaseException | None) -> None:
-        """Record the request (call inside its context), then leave the running operation."""
-        metadata = self.block.metadata
-        if self.status is not None:
-            metadata[METADATA_STATUS] = self.status
-        elif isinstance(error, Exception):
-            metadata[METADATA_STATUS] = 500  # what the server answers for an unhandled error
-        self.block.end(error)
+        """Record the request (call inside its context), then leave the running operation.
+
+        The record is named by ``record_name(method, route)`` now that routing has run, and
+        its status is ``"error"`` when the response status is one of ``error_statuses``
+        (5xx by default) even though no exception reached the middleware (a framework
+        turned it into a response).
+        """
+        block = self.block
+        metadata = block.metadata
+        status = self.status
+        if status is None and isinstance(error, Exception):
+            status = 500  # what the server answers for an unhandled error
+        if status is not None:
+            metadata[METADATA_STATUS] = status
+        route = self.route
+        if route is not None:
+            metadata[METADATA_ROUTE] = route
+        name = _record_name(self.options.record_name, self.method, route)
+        block.spec = block.spec._replace(name=name)
+        block.end(error, failed=status in self.options.error_statuses)
+
+
+def _record_name(namer: RecordName, method: str, route: str | None) -> str:
+    # The user's naming function must not lose the record: a failure or a value that is
+    # not a name is reported and the default name used.
+    try:
+        name = namer(method, route)
+    except Exception as exc:
+        report_internal_error("naming a request record (record_name)", exc)
+        return default_record_name(method, route)
+    if not isinstance(name, str) or not name:
+        report_internal_error(
+            "naming a request record (record_name)",
+            TypeError(f"record_name returned {name!r}, not a non-empty str"),
+        )
+        return default_record_name(method, route)
+    return name
+
+
+def clean_route(route: object) -> str | None:
+    """Return a route template fit for a record name, or None."""
+    if not isinstance(route, str) or not route:
+        return None
+    try:
+        return validate_name("route", route)
+    except InvalidValueError:
+        return None

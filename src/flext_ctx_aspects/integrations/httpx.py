@@ -21,7 +21,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-import httpx
+from flext_ctx_aspects.integrations._extras import missing_extra
+from flext_ctx_aspects.integrations._outbound import outbound_formats
+
+try:
+    import httpx
+except ImportError as _error:  # pragma: no cover - exercised in a subprocess by the tests
+    raise missing_extra("flext_ctx_aspects.integrations.httpx", "httpx", "httpx") from _error
 
 from flext_ctx_aspects.propagation import DestinationPattern, Format, inject
 from flext_ctx_aspects.propagation._policy import compile_patterns
@@ -49,10 +55,11 @@ class ContextInjector:
         self,
         allowed_destinations: Iterable[str | DestinationPattern] | None = None,
         formats: Iterable[str | Format] | None = None,
+        *,
+        where: str = "ContextInjector()",
     ) -> None:
-        self._patterns = compile_patterns(allowed_destinations)
-        self._formats = None if formats is None else tuple(formats)
-        inject({}, formats=self._formats)  # validates the format names now, not per request
+        self._patterns = compile_patterns(allowed_destinations, where, "allowed_destinations")
+        self._formats = outbound_formats(where, formats)
 
     def __call__(self, request: httpx.Request) -> None:
         """Inject into ``request.headers`` if its destination is allowed."""
@@ -71,7 +78,7 @@ def request_hook(
     formats: Iterable[str | Format] | None = None,
 ) -> Callable[[httpx.Request], None]:
     """Return a request event hook for ``httpx.Client(event_hooks={"request": [...]})``."""
-    return ContextInjector(allowed_destinations, formats)
+    return ContextInjector(allowed_destinations, formats, where="request_hook()")
 
 
 def async_request_hook(
@@ -80,7 +87,7 @@ def async_request_hook(
     formats: Iterable[str | Format] | None = None,
 ) -> Callable[[httpx.Request], Awaitable[None]]:
     """Return a request event hook for ``httpx.AsyncClient`` (async clients await hooks)."""
-    injector = ContextInjector(allowed_destinations, formats)
+    injector = ContextInjector(allowed_destinations, formats, where="async_request_hook()")
 
     async def inject_context(request: httpx.Request) -> None:
         injector(request)
@@ -101,12 +108,35 @@ def instrument_client(
         allowed_destinations: Host patterns that may receive the context; None uses the
             process-wide allowlist.
         formats: Outbound formats; None uses the defaults.
+
+    Raises:
+        TypeError: ``client`` is not an httpx client (a ``requests.Session`` goes to
+            ``flext_ctx_aspects.integrations.requests.instrument_session``).
+        ConfigError: ``allowed_destinations`` is not a list of host patterns (a bare
+            ``"127.0.0.1"`` is refused), or ``formats`` is not a list of format names.
     """
+    if not isinstance(client, (httpx.Client, httpx.AsyncClient)):
+        hint = ""
+        if type(client).__module__.split(".")[0] == "requests":
+            hint = (
+                "; for a requests session use "
+                "flext_ctx_aspects.integrations.requests.instrument_session(session)"
+            )
+        raise TypeError(
+            "instrument_client() expects an httpx.Client or httpx.AsyncClient "
+            f"(got {type(client).__module__}.{type(client).__qualname__}){hint}"
+        )
+    where = "instrument_client()"
     hook: Callable[[httpx.Request], object]
+    injector = ContextInjector(allowed_destinations, formats, where=where)
     if isinstance(client, httpx.AsyncClient):
-        hook = async_request_hook(allowed_destinations=allowed_destinations, formats=formats)
+
+        async def inject_context(request: httpx.Request) -> None:
+            injector(request)
+
+        hook = inject_context
     else:
-        hook = request_hook(allowed_destinations=allowed_destinations, formats=formats)
+        hook = injector
     current: dict[str, list[Callable[..., object]]] = dict(client.event_hooks)
     current["request"] = [*current.get("request", []), hook]
     client.event_hooks = current

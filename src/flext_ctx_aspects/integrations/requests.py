@@ -19,9 +19,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import requests
-from requests.adapters import BaseAdapter, HTTPAdapter
+from flext_ctx_aspects.integrations._extras import missing_extra
 
+try:
+    import requests
+    from requests.adapters import BaseAdapter, HTTPAdapter
+except ImportError as _error:  # pragma: no cover - exercised in a subprocess by the tests
+    raise missing_extra(
+        "flext_ctx_aspects.integrations.requests", "requests", "requests"
+    ) from _error
+
+from flext_ctx_aspects.integrations._outbound import outbound_formats
 from flext_ctx_aspects.propagation import DestinationPattern, Format, inject
 from flext_ctx_aspects.propagation._policy import compile_patterns
 
@@ -48,12 +56,17 @@ class ContextAdapter(BaseAdapter):
         *,
         allowed_destinations: Iterable[str | DestinationPattern] | None = None,
         formats: Iterable[str | Format] | None = None,
+        where: str = "ContextAdapter()",
     ) -> None:
         super().__init__()
         self.wrapped = HTTPAdapter() if wrapped is None else wrapped
-        self._patterns = compile_patterns(allowed_destinations)
-        self._formats = None if formats is None else tuple(formats)
-        inject({}, formats=self._formats)  # validates the format names now
+        if not isinstance(self.wrapped, BaseAdapter):
+            raise TypeError(
+                "ContextAdapter() wraps a requests transport adapter "
+                f"(got {type(self.wrapped).__qualname__})"
+            )
+        self._patterns = compile_patterns(allowed_destinations, where, "allowed_destinations")
+        self._formats = outbound_formats(where, formats)
 
     def send(
         self,
@@ -90,11 +103,36 @@ def instrument_session(
     """Wrap every adapter mounted on ``session`` in a `ContextAdapter`; returns it.
 
     Adapters mounted later are not wrapped: mount a ``ContextAdapter(your_adapter, ...)``.
+
+    Raises:
+        TypeError: ``session`` is not a ``requests.Session`` (an httpx client goes to
+            ``flext_ctx_aspects.integrations.httpx.instrument_client``).
+        ConfigError: ``allowed_destinations`` is not a list of host patterns, or
+            ``formats`` is not a list of format names.
     """
+    if not isinstance(session, requests.Session):  # checked at run time: callers are untyped
+        hint = ""  # type: ignore[unreachable]
+        if type(session).__module__.split(".")[0] == "httpx":
+            hint = (
+                "; for an httpx client use "
+                "flext_ctx_aspects.integrations.httpx.instrument_client(client)"
+            )
+        raise TypeError(
+            "instrument_session() expects a requests.Session "
+            f"(got {type(session).__module__}.{type(session).__qualname__}){hint}"
+        )
+    where = "instrument_session()"
+    compile_patterns(allowed_destinations, where, "allowed_destinations")
+    outbound_formats(where, formats)
     for prefix, adapter in list(session.adapters.items()):
         if not isinstance(adapter, ContextAdapter):
             session.mount(
                 prefix,
-                ContextAdapter(adapter, allowed_destinations=allowed_destinations, formats=formats),
+                ContextAdapter(
+                    adapter,
+                    allowed_destinations=allowed_destinations,
+                    formats=formats,
+                    where=where,
+                ),
             )
     return session

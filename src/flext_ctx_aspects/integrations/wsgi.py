@@ -8,9 +8,13 @@ streaming response still sees the request's context.
 
 Per request, as the ASGI middleware: extraction and validation of the inbound context, a fresh
 context with a request id and the configured service identity, one operation record named
-``HTTP <METHOD>`` with ``http.method``, ``http.path`` and ``http.status_code`` in its metadata
-(recorded when the server closes the response), and the correlation id echoed in
-``X-Correlation-Id``. Strict mode answers ``400`` without calling the application.
+after the route template (``HTTP GET /users/<int:user_id>``: Flask's ``request.url_rule``,
+found through the Werkzeug request in the environ; ``HTTP GET`` when no rule matched or the
+framework exposes none) with ``http.method``, ``http.path``, ``http.route`` and
+``http.status_code`` in its metadata (recorded when the server closes the response), a
+response status in ``error_statuses`` (5xx by default: a Flask view that raised) recorded
+as ``status="error"``, and the correlation id echoed in ``X-Correlation-Id``. Strict mode
+answers ``400`` without calling the application.
 
 Example::
 
@@ -27,9 +31,15 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from flext_ctx_aspects import _state
+from flext_ctx_aspects import _options, _state
 from flext_ctx_aspects.errors import InvalidValueError
-from flext_ctx_aspects.integrations._server import RequestRecorder, ServerOptions, refusal_text
+from flext_ctx_aspects.integrations._server import (
+    RecordName,
+    RequestRecorder,
+    ServerOptions,
+    clean_route,
+    refusal_text,
+)
 from flext_ctx_aspects.propagation import WSGI_ENVIRON, Format
 
 __all__ = ["FlextContextWSGIMiddleware", "StartResponse", "WSGIApp"]
@@ -99,10 +109,15 @@ class FlextContextWSGIMiddleware:
         formats: Inbound formats (names or `Format`).
         correlation_sources: Correlation id priority; default ``Settings.correlation_sources``.
         echo_header: Response header echoing the correlation id; None to disable.
+        record_name: ``record_name(method, route) -> str`` names each request's record;
+            ``route`` is the route template or None. Default: ``HTTP GET /items/<id>``,
+            or ``HTTP GET`` when no route is known (never the raw path).
+        error_statuses: Response status codes recorded as errors; default 500-599.
 
     Raises:
+        ConfigError: An option of the wrong type (``strict="yes"``, ``formats="flext"``),
+            an unknown format or correlation source, ``echo_header`` not a header name.
         InvalidValueError: A service value is not a valid name.
-        ValueError: ``echo_header`` is not a header name.
     """
 
     def __init__(
@@ -117,9 +132,17 @@ class FlextContextWSGIMiddleware:
         formats: Iterable[str | Format] | None = None,
         correlation_sources: Iterable[str] | None = None,
         echo_header: str | None = "X-Correlation-Id",
+        record_name: RecordName | None = None,
+        error_statuses: Iterable[int] | None = None,
     ) -> None:
-        self.app = app
+        self.app = _options.check_callable(
+            "FlextContextWSGIMiddleware()",
+            "app",
+            app,
+            expected="a WSGI application (for Flask: app.wsgi_app)",
+        )
         self.options = ServerOptions.build(
+            "FlextContextWSGIMiddleware()",
             service_name=service_name,
             service_version=service_version,
             service_environment=service_environment,
@@ -128,6 +151,8 @@ class FlextContextWSGIMiddleware:
             formats=formats,
             correlation_sources=correlation_sources,
             echo_header=echo_header,
+            record_name=record_name,
+            error_statuses=error_statuses,
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -154,6 +179,9 @@ class FlextContextWSGIMiddleware:
         ) -> Callable[[bytes], object]:
             code = status[:3] if isinstance(status, str) else ""
             recorder.status = int(code) if code.isdigit() else None
+            # Read now: Flask drops its request object from the environ when the view's
+            # request context ends, before the server iterates the body.
+            recorder.route = _route_of(environ)
             if echo is not None and correlation_id is not None:
                 lowered = echo.lower()
                 if not any(name.lower() == lowered for name, _ in headers):
@@ -168,9 +196,15 @@ class FlextContextWSGIMiddleware:
             else:
                 body = self.app(environ, start_with_context)
         except BaseException as error:
+            recorder.route = recorder.route or _route_of(environ)
             recorder.finish(error)
             raise
-        return _ResponseInContext(body, context, recorder.finish)
+
+        def finish(error: BaseException | None) -> None:
+            recorder.route = recorder.route or _route_of(environ)
+            recorder.finish(error)
+
+        return _ResponseInContext(body, context, finish)
 
     @staticmethod
     def _refuse(start_response: StartResponse, error: InvalidValueError) -> list[bytes]:
@@ -180,3 +214,12 @@ class FlextContextWSGIMiddleware:
             [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
         )
         return [body]
+
+
+def _route_of(environ: dict[str, Any]) -> str | None:
+    # Werkzeug (so Flask) keeps the request object in the environ while the request is
+    # handled; Flask sets its matched rule on it during routing. Any other framework: no
+    # route, the fallback name.
+    request = environ.get("werkzeug.request")
+    rule = getattr(request, "url_rule", None)
+    return clean_route(getattr(rule, "rule", None))

@@ -241,25 +241,48 @@ def destination_allowed(
     return any(pattern.matches(*split) for pattern in parsed)
 
 
-def _parse_all(patterns: Iterable[str | DestinationPattern]) -> tuple[DestinationPattern, ...]:
-    if isinstance(patterns, str):
+def _parse_all(
+    patterns: Iterable[str | DestinationPattern],
+    where: str = "set_allowed_destinations()",
+    key: str = "patterns",
+) -> tuple[DestinationPattern, ...]:
+    if isinstance(patterns, (str, bytes)) or not isinstance(patterns, Iterable):
         raise ConfigError(
-            "allowed destinations", "patterns", "a list of host patterns", f"{patterns!r}, a str"
+            where,
+            key,
+            'a list of host patterns, e.g. ["127.0.0.1"]',
+            f"{patterns!r:.60}, a {type(patterns).__name__}",
         )
-    return tuple(
-        p if isinstance(p, DestinationPattern) else parse_destination_pattern(p) for p in patterns
-    )
+    parsed = []
+    for pattern in patterns:
+        if isinstance(pattern, DestinationPattern):
+            parsed.append(pattern)
+            continue
+        try:
+            parsed.append(parse_destination_pattern(pattern))
+        except ConfigError as error:  # named by the user's keyword, with the bad pattern
+            raise ConfigError(
+                where, key, f"host patterns: {error.expected}", f"{error.got} in the list"
+            ) from None
+    return tuple(parsed)
 
 
 def compile_patterns(
     patterns: Iterable[str | DestinationPattern] | None,
+    where: str = "set_allowed_destinations()",
+    key: str = "allowed_destinations",
 ) -> tuple[DestinationPattern, ...] | None:
     """Parse an allowlist once (integrations do it at construction); None stays None.
 
+    Args:
+        patterns: The allowlist.
+        where: The user's call, named in the error (e.g. ``"instrument_client()"``).
+        key: The user's keyword, named in the error.
+
     Raises:
-        ConfigError: A pattern is invalid.
+        ConfigError: Not a list of patterns, or a pattern is invalid.
     """
-    return None if patterns is None else _parse_all(patterns)
+    return None if patterns is None else _parse_all(patterns, where, key)
 
 
 _lock = threading.Lock()
@@ -334,7 +357,12 @@ def warn_refused(destination: object) -> None:
     else:
         split = _split_destination(destination) if isinstance(destination, str) else None
     if split is not None:
-        shown = split[1]
+        # The whole origin, not the host alone: "http://api.internal:8080" tells which
+        # pattern is missing (a pattern may name a scheme and a port).
+        scheme, host, port = split
+        shown = host if scheme is None else f"{scheme}://{host}"
+        if port is not None:
+            shown = f"{shown}:{port}"
     else:
         fingerprint = value_fingerprint(repr(destination))
         shown = f"an unusable destination (sha256 {fingerprint})"
