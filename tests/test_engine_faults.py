@@ -31,7 +31,7 @@ from flext_ctx_aspects import (
 )
 from flext_ctx_aspects._diagnostics import internal_error_counts
 from flext_ctx_aspects._engine import detect_kind
-from flext_ctx_aspects.aspects import Advice, Call, aspect
+from flext_ctx_aspects.aspects import Advice, Call, Timing, aspect
 from flext_ctx_aspects.errors import InvalidValueError
 from flext_ctx_aspects.sinks import add_sink
 from flext_ctx_aspects.testing import capture_operations
@@ -700,8 +700,8 @@ def test_an_id_generator_returning_a_non_str_follows_the_same_rule() -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: timed(keep_errors="false"), "keep_errors must be a bool"),
-        (lambda: timed(measure_body=1), "measure_body must be a bool"),
+        (lambda: Timing(keep_errors="false"), "keep_errors must be a bool"),
+        (lambda: Timing(measure_body=1), "measure_body must be a bool"),
         (lambda: Advice(fields=[("user_id", "u")]), "fields must be a mapping"),
         (lambda: Advice(fields={1: "u"}), "field name must be a str"),
         (lambda: Advice(timing="yes"), "timing must be a Timing"),
