@@ -6,6 +6,8 @@ import ast
 import inspect
 import pickle
 
+import pytest
+
 from flext_ctx_aspects import FlextConstants, FlextContext, _state, records, timed
 from flext_ctx_aspects.testing import capture_operations
 
@@ -101,6 +103,11 @@ def test_records_are_immutable_snapshots_that_pickle() -> None:
     else:  # pragma: no cover - the assertion below reports it
         raise AssertionError("request_metadata is writable")
     assert live == {"a": 1}
+    # Dicts, as the design says and JSON encoders want, that refuse changes.
+    assert isinstance(record.metadata, dict)
+    assert isinstance(record.request_metadata, dict)
+    with pytest.raises(TypeError):
+        record.metadata["k"] = 2  # type: ignore[index]
     copy = pickle.loads(pickle.dumps(record))
     assert copy == record
     assert copy.metadata == {"k": 1}

@@ -16,12 +16,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from flext_ctx_aspects import _state, _trace
 from flext_ctx_aspects._diagnostics import report_internal_error
-from flext_ctx_aspects.records import EMPTY_MAPPING, OperationRecord, RecordKind
+from flext_ctx_aspects.records import EMPTY_MAPPING, FrozenDict, OperationRecord, RecordKind
 
 if TYPE_CHECKING:
     from flext_ctx_aspects.typing import Sink
@@ -216,7 +216,7 @@ def finish(
                 duration,
                 "error" if failure else "ok",
                 None if error is None else type(error).__qualname__,
-                MappingProxyType(dict(metadata)) if metadata else EMPTY_MAPPING,
+                FrozenDict(metadata) if metadata else EMPTY_MAPPING,
                 body_ns,
                 spec.kind,
                 snapshot,

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from operator import itemgetter
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from flext_ctx_aspects import _state, _trace
@@ -26,6 +25,7 @@ from flext_ctx_aspects import _state, _trace
 __all__ = [
     "EMPTY_MAPPING",
     "FIELD_NAMES",
+    "FrozenDict",
     "OperationRecord",
     "RecordKind",
     "Status",
@@ -36,7 +36,35 @@ Status = Literal["ok", "error"]
 RecordKind = Literal["function", "coroutine", "generator", "async_generator", "block"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
-EMPTY_MAPPING: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+class FrozenDict(dict[str, Any]):
+    """A ``dict`` that refuses changes: the mappings of a record.
+
+    A real dict (``isinstance(record.metadata, dict)``, JSON encoders, ``==`` with dicts), so
+    sinks read it as one, but nothing done after the operation finished, by a sink or by a task
+    the operation started, can change a record or the live context it was taken from.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> Any:
+        raise TypeError("the mappings of an operation record are read-only (copy it: dict(m))")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: object) -> FrozenDict:
+        return self
+
+
+EMPTY_MAPPING: Final[FrozenDict] = FrozenDict()
 
 # Positions of the record tuple.
 _NAME, _START, _DURATION, _STATUS, _ERROR, _METADATA, _BODY, _KIND, _CONTEXT = range(9)
@@ -76,7 +104,8 @@ class OperationRecord(tuple[Any, ...]):
             first resume to exhaustion or close, suspended time included.
         status: ``"ok"`` or ``"error"``.
         error_type: Class name of the exception that ended the operation, or None.
-        metadata: What ``add_operation_metadata`` added during the operation (read-only).
+        metadata: What ``add_operation_metadata`` added during the operation (a read-only
+            dict).
         body_duration_ns: For generators measured with ``measure_body=True``: time spent
             inside the body, excluding time suspended at ``yield``. None otherwise.
         kind: ``"function"``, ``"coroutine"``, ``"generator"``, ``"async_generator"`` or
@@ -90,11 +119,12 @@ class OperationRecord(tuple[Any, ...]):
         user_id: User id the operation ran for.
         operation_name: Request-level operation name (``@request_scope``).
         request_id: Request id the operation ran in.
-        request_metadata: The request scope's metadata (read-only).
+        request_metadata: The request scope's metadata (a read-only dict).
         trace_id: W3C trace id the operation belongs to (the one outbound ``traceparent``
             headers carry), when it ran in a trace.
         span_id: W3C span id of the correlation scope the operation ran in.
-        fields: Custom context fields (``FlextContext`` subclasses) with a value (read-only).
+        fields: Custom context fields (``FlextContext`` subclasses) with a value (a read-only
+            dict).
     """
 
     __slots__ = ()
@@ -157,7 +187,7 @@ class OperationRecord(tuple[Any, ...]):
             raise TypeError(f"OperationRecord.make(): unknown context field {unknown[0]!r}")
         snapshot = _state.with_fields(_state.EMPTY, {**context, **(fields or {})})
         own = (name, start_time_ns, duration_ns, status, error_type)
-        proxy = MappingProxyType(dict(metadata)) if metadata else EMPTY_MAPPING
+        proxy = FrozenDict(metadata) if metadata else EMPTY_MAPPING
         return tuple.__new__(cls, (*own, proxy, body_duration_ns, kind, snapshot))
 
     @property
@@ -174,7 +204,7 @@ class OperationRecord(tuple[Any, ...]):
     def fields(self) -> Mapping[str, str]:
         """Custom context fields with a value (read-only)."""
         custom = self[_CONTEXT][_state.CUSTOM_FIELDS]
-        return EMPTY_MAPPING if not custom else MappingProxyType(custom)
+        return EMPTY_MAPPING if not custom else FrozenDict(custom)
 
     @property
     def start_time(self) -> datetime:
@@ -220,7 +250,7 @@ class OperationRecord(tuple[Any, ...]):
 
 def _rebuild(items: tuple[Any, ...]) -> OperationRecord:
     values = list(items)
-    values[_METADATA] = MappingProxyType(values[_METADATA]) if values[_METADATA] else EMPTY_MAPPING
+    values[_METADATA] = FrozenDict(values[_METADATA]) if values[_METADATA] else EMPTY_MAPPING
     return tuple.__new__(OperationRecord, tuple(values))
 
 
@@ -229,7 +259,7 @@ def _context_reader(slot: int, mapping: bool) -> property:
 
         def read_mapping(record: OperationRecord) -> Mapping[str, Any]:
             value = record[_CONTEXT][slot]
-            return EMPTY_MAPPING if not value else MappingProxyType(value)
+            return EMPTY_MAPPING if not value else FrozenDict(value)
 
         return property(read_mapping)
 
