@@ -106,7 +106,7 @@ def _flatten(prefix: str, value: object, out: dict[str, Any], depth: int) -> Non
         items = [_attribute_value(v) for v in value[:MAX_METADATA_ATTRIBUTES]]
         kinds = {type(v) for v in items}
         if len(kinds) == 1 and None not in items:
-            out[prefix] = items  # OTel arrays must be homogeneous
+            out[prefix] = tuple(items)  # OTel arrays: homogeneous, immutable
             return
     converted = _attribute_value(value)
     if converted is not None:
