@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from flext_ctx_aspects import timed
-from flext_ctx_aspects.sinks import registered_sinks
 from flext_ctx_aspects.integrations.opentelemetry import OpenTelemetryBridge, enable_opentelemetry
+from flext_ctx_aspects.sinks import registered_sinks
 
 CALLS = 500
 
@@ -70,13 +70,13 @@ def test_otel_bridge(bench: Any, bridge: OpenTelemetryBridge, variant: str) -> N
             func = timed(work)
             drain = bridge.sink._drain
             assert func(1) == 1
-            drain(True)
+            drain(force=True)
             assert bridge.sink in registered_sinks()
 
             def bridged() -> None:
                 for _ in times:
                     func(1)
-                drain(True)
+                drain(force=True)
 
             return bridged, CALLS
         tracer = _provider().get_tracer("flext-bench")

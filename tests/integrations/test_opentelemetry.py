@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
@@ -18,12 +19,12 @@ from opentelemetry.trace import StatusCode
 
 from flext_ctx_aspects import (
     FlextContext,
+    _trace,
     request_scope,
     service,
     timed,
     with_correlation,
 )
-from flext_ctx_aspects import _trace
 from flext_ctx_aspects.integrations.opentelemetry import (
     MAX_ATTRIBUTE_LENGTH,
     OpenTelemetryBridge,
@@ -115,8 +116,7 @@ def test_ids_parentage_and_times_follow_the_records(
         source = next(
             r
             for r in records
-            if r.name == span.name
-            and (span.name != "inner" or parent_of(span) == r.span_id)
+            if r.name == span.name and (span.name != "inner" or parent_of(span) == r.span_id)
         )
         assert span.start_time == source.start_time_ns
         assert span.end_time == source.start_time_ns + source.duration_ns
@@ -138,7 +138,8 @@ def test_failures_are_error_spans_with_an_exception_event(
     assert [(e.name, dict(e.attributes or {})) for e in span.events] == [
         ("exception", {"exception.type": "KeyError"})
     ]
-    assert span.attributes is not None and span.attributes["error.type"] == "KeyError"
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "KeyError"
 
 
 def test_attributes_from_the_field_table_typed_and_capped(
@@ -193,7 +194,7 @@ def test_generator_is_one_span_with_body_time(
 
     with capture_operations() as records:
         assert list(gen()) == [1, 2]
-    found = [s for s in exporter.get_finished_spans()] or list(spans(bridge, exporter).values())
+    found = list(exporter.get_finished_spans()) or list(spans(bridge, exporter).values())
     by_name = spans(bridge, exporter) if not found else {s.name: s for s in found}
     assert list(by_name) == ["gen"]
     attributes = dict(by_name["gen"].attributes or {})
@@ -217,7 +218,8 @@ def test_scope_without_timed_wrapper_is_a_span_of_its_own(
     finished = list(spans(bridge, exporter).values()) and exporter.get_finished_spans()
     steps = [s for s in finished if s.name == "step"]
     scopes = [s for s in finished if s.name == "correlation scope"]
-    assert len(steps) == 2 and len(scopes) == 1
+    assert len(steps) == 2
+    assert len(scopes) == 1
     assert {parent_of(s) for s in steps} == {hex_span(scopes[0])}
     assert scopes[0].start_time == min(s.start_time or 0 for s in steps)
     assert scopes[0].end_time == max(s.end_time or 0 for s in steps)
@@ -251,7 +253,8 @@ def test_concurrent_scopes_keep_their_own_parents(
     finished = exporter.get_finished_spans()
     tasks = {hex_span(s): s for s in finished if s.name == "task"}
     leaves = [s for s in finished if s.name == "leaf"]
-    assert len(tasks) == 200 and len(leaves) == 200
+    assert len(tasks) == 200
+    assert len(leaves) == 200
     for leaf_span in leaves:
         parent = tasks[parent_of(leaf_span) or ""]
         assert hex_trace(parent) == hex_trace(leaf_span)
@@ -340,7 +343,9 @@ def test_the_toml_switch_enables_the_bridge(exporter: InMemorySpanExporter) -> N
     assert isinstance(trace.get_tracer_provider(), TracerProvider)
     processor = SimpleSpanProcessor(exporter)
     trace.get_tracer_provider().add_span_processor(processor)  # type: ignore[attr-defined]
-    with instrument({"instrument": {"include": ["no_such_module_for_otel"]}, "otel": {"enabled": True}}):
+    with instrument(
+        {"instrument": {"include": ["no_such_module_for_otel"]}, "otel": {"enabled": True}}
+    ):
         assert _trace.external_trace[0] is not None
 
         @with_correlation
@@ -352,3 +357,21 @@ def test_the_toml_switch_enables_the_bridge(exporter: InMemorySpanExporter) -> N
     assert _trace.external_trace[0] is None
     assert [s.name for s in exporter.get_finished_spans()] == ["configured"]
     processor.shutdown()
+
+
+def test_importing_without_the_extra_names_it() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None\n"
+        "try:\n"
+        "    import flext_ctx_aspects.integrations.opentelemetry\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'flext-ctx-aspects[otel]'" in result.stdout

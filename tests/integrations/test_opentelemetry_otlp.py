@@ -71,7 +71,7 @@ def otlp_receiver() -> Iterator[tuple[str, Receiver]]:
     receiver = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             receiver.add(self.rfile.read(length))
             self.send_response(200)
@@ -108,9 +108,10 @@ def otlp() -> Iterator[tuple[Receiver, Any]]:
 
 @pytest.fixture
 def services() -> Iterator[tuple[str, str]]:
-    with uvicorn_server(asgi_service_b()) as b_url, uvicorn_server(
-        asgi_service_a(b_url), lifespan="on"
-    ) as a_url:
+    with (
+        uvicorn_server(asgi_service_b()) as b_url,
+        uvicorn_server(asgi_service_a(b_url), lifespan="on") as a_url,
+    ):
         yield a_url, b_url
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 try:
     from opentelemetry import context as _otel_context
@@ -189,10 +189,10 @@ def _make_hook(runtime: Any) -> _trace.ExternalTrace:
                 else:
                     enclosing_span = remote
                 _remember(_trace.span_id_for(correlation, remote), enclosing_span)
-            return result
         except Exception as exc:
             report_internal_error("OpenTelemetry external trace", exc)
             return None
+        return result
 
     return hook
 
@@ -231,7 +231,9 @@ class _BridgedRuntime:
                 if started_inside:
                     return current  # an OTel span started in our scope is the parent
             ours = _ScopeSpan(
-                SpanContext(int(trace_id, 16), int(span_id, 16), False, _SAMPLED)
+                SpanContext(
+                    int(trace_id, 16), int(span_id, 16), is_remote=False, trace_flags=_SAMPLED
+                )
             )
             return _otel_trace.set_span_in_context(ours, current)
         except Exception as exc:
@@ -264,9 +266,7 @@ class OpenTelemetrySink:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
-        self._thread = threading.Thread(
-            target=self._run, name="flext-ctx-otel", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="flext-ctx-otel", daemon=True)
         self._thread.start()
 
     def emit(self, record: OperationRecord) -> None:
@@ -296,7 +296,7 @@ class OpenTelemetrySink:
             if not self._closed:
                 self._drain(force=False)
 
-    def _drain(self, force: bool) -> None:
+    def _drain(self, *, force: bool) -> None:
         import time
 
         now = time.time_ns()
@@ -327,7 +327,9 @@ class OpenTelemetrySink:
             start = min(r.start_time_ns for r in records)
             end = max(r.start_time_ns + r.duration_ns for r in records)
             candidates = [
-                r for r in records if r.start_time_ns == start and r.start_time_ns + r.duration_ns == end
+                r
+                for r in records
+                if r.start_time_ns == start and r.start_time_ns + r.duration_ns == end
             ]
             scope_parent = _scope_parent(records[0], scope)
             if candidates:
@@ -359,14 +361,16 @@ class OpenTelemetrySink:
             )
         return ReadableSpan(
             name=record.name,
-            context=SpanContext(trace_id, int(span_id, 16), False, _SAMPLED),
+            context=SpanContext(trace_id, int(span_id, 16), is_remote=False, trace_flags=_SAMPLED),
             parent=None
             if parent is None
-            else SpanContext(trace_id, int(parent, 16), False, _SAMPLED),
+            else SpanContext(trace_id, int(parent, 16), is_remote=False, trace_flags=_SAMPLED),
             resource=resource,
             attributes=span_attributes(record, include_user_id=self.include_user_id),
             events=events,
-            kind=SpanKind.SERVER if record.kind == "block" and record.request_id else SpanKind.INTERNAL,
+            kind=SpanKind.SERVER
+            if record.kind == "block" and record.request_id
+            else SpanKind.INTERNAL,
             status=status,
             start_time=record.start_time_ns,
             end_time=end,
@@ -391,10 +395,10 @@ class OpenTelemetrySink:
         }
         return ReadableSpan(
             name=first.operation_name or "correlation scope",
-            context=SpanContext(trace_id, int(span_id, 16), False, _SAMPLED),
+            context=SpanContext(trace_id, int(span_id, 16), is_remote=False, trace_flags=_SAMPLED),
             parent=None
             if parent is None
-            else SpanContext(trace_id, int(parent, 16), False, _SAMPLED),
+            else SpanContext(trace_id, int(parent, 16), is_remote=False, trace_flags=_SAMPLED),
             resource=resource,
             attributes=attributes,
             start_time=start,
@@ -440,7 +444,7 @@ class OpenTelemetryBridge:
         global _active
         self._remove()
         _trace.external_trace[0] = None
-        if _otel_context._RUNTIME_CONTEXT is self._runtime:
+        if cast("object", _otel_context._RUNTIME_CONTEXT) is self._runtime:
             _otel_context._RUNTIME_CONTEXT = self._runtime.inner
         _active = None
         self.sink.close()
@@ -507,4 +511,3 @@ def enable_opentelemetry(
     _trace.external_trace[0] = _make_hook(inner)
     _active = OpenTelemetryBridge(sink, add_sink(sink), runtime)
     return _active
-
