@@ -200,3 +200,61 @@ def test_our_function_inside_an_otel_span(otlp: tuple[Receiver, Any]) -> None:
     assert len({s["trace_id"] for s in found.values()}) == 1
     assert found["ours"]["parent"] == found["otel-outer"]["span_id"]
     assert found["otel-inner"]["parent"] == found["ours"]["span_id"]
+
+
+def test_under_opentelemetry_instrument_one_trace_id_per_request() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    instrument_cli = Path(sys.executable).with_name("opentelemetry-instrument")
+    if not instrument_cli.exists():
+        pytest.skip("opentelemetry-instrument is not installed")
+    with otlp_receiver() as (endpoint, receiver), uvicorn_server(asgi_service_b()) as b_url:
+        env = {
+            **os.environ,
+            "OTEL_SERVICE_NAME": "service-a",
+            "OTEL_TRACES_EXPORTER": "otlp_proto_http",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint,
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        }
+        process = subprocess.Popen(
+            [str(instrument_cli), sys.executable, str(here / "otel_service_a.py"), b_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            a_url = process.stdout.readline().strip()
+            assert a_url.startswith("http://127.0.0.1:"), a_url
+            reports = [httpx.get(f"{a_url}/call", timeout=20).json() for _ in range(3)]
+        finally:
+            assert process.stdin is not None
+            process.stdin.close()
+            process.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with receiver.lock:
+                found = list(receiver.spans)
+            if len(found) >= 6:
+                break
+            time.sleep(0.05)
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for span in found:
+        by_trace.setdefault(span["trace_id"], []).append(span)
+    assert len(by_trace) == 3  # one trace per request, not two
+    for report in reports:
+        inbound = report["b"]["traceparent_in"].split("-")
+        spans_of_request = by_trace[inbound[1]]
+        # our request span (A) and OTel's httpx client span, one trace id
+        http_span = next(s for s in spans_of_request if "instrumentation" in s["scope"])
+        ours = next(s for s in spans_of_request if s["scope"] == "flext_ctx_aspects")
+        assert http_span["parent"] == ours["span_id"]
+        assert inbound[2] == http_span["span_id"]  # OTel's transport wrote traceparent last
+        assert report["a"]["outbound"]["traceparent"].split("-")[1] == inbound[1]
