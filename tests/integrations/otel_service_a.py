@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ctx_servers import asgi_service_a, uvicorn_server  # noqa: E402
+from ctx_servers import asgi_service_a, uvicorn_server
 
-from flext_ctx_aspects.integrations.opentelemetry import enable_opentelemetry  # noqa: E402
+from flext_ctx_aspects.integrations.opentelemetry import enable_opentelemetry
 
 
 def main() -> None:

@@ -25,13 +25,13 @@ from flext_ctx_aspects import (
     timed,
     with_correlation,
 )
+from flext_ctx_aspects.errors import ConfigWarning
 from flext_ctx_aspects.integrations.opentelemetry import (
     MAX_ATTRIBUTE_LENGTH,
     OpenTelemetryBridge,
     enable_opentelemetry,
     span_attributes,
 )
-from flext_ctx_aspects.errors import ConfigWarning
 from flext_ctx_aspects.records import OperationRecord
 from flext_ctx_aspects.testing import capture_operations
 
@@ -344,12 +344,11 @@ def test_the_toml_switch_enables_the_bridge(exporter: InMemorySpanExporter) -> N
     assert isinstance(trace.get_tracer_provider(), TracerProvider)
     processor = SimpleSpanProcessor(exporter)
     trace.get_tracer_provider().add_span_processor(processor)  # type: ignore[attr-defined]
-    with (
-        pytest.warns(ConfigWarning, match="no importable module"),
-        instrument(
+    with pytest.warns(ConfigWarning, match="no importable module"):
+        handle = instrument(
             {"instrument": {"include": ["no_such_module_for_otel"]}, "otel": {"enabled": True}}
-        ),
-    ):
+        )
+    with handle:
         assert _trace.external_trace[0] is not None
 
         @with_correlation
