@@ -126,6 +126,9 @@ HEALTHY: dict[str, float] = {
     "test_filtered_call[instrumented_filtered]": 800,
     "test_runner_startup[plain]": 20e6,
     "test_runner_startup[bootstrapped]": 22e6,
+    "test_otel_bridge[bare]": 47,
+    "test_otel_bridge[timed_bridge]": 12000,
+    "test_otel_bridge[otel_decorator]": 25000,
 }
 IDENTITY = {"test_disabled[decoration_timed]", "test_disabled[decoration_fused]"}
 CALLS = 1000

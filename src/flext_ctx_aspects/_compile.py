@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from flext_ctx_aspects import _ids, _state
+from flext_ctx_aspects import _ids, _state, _trace
 from flext_ctx_aspects._advice import Source, Target
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects.errors import InvalidValueError
@@ -174,10 +174,13 @@ class _Emitter:
             "_custom": _custom,
             "_declared": declared_field,
             "_generated": _generated,
+            "_ext": _trace.external_trace,
         }
         self.slots = [f"s[{index}]" for index in range(len(_state.EMPTY))]
         self.custom: dict[str, str] = {}
         self.changed = False
+        # The correlation id the current aspect found (before its own changes).
+        self.enclosing_correlation = self.slots[_state.CORRELATION_ID]
 
     @staticmethod
     def new_id() -> str:
@@ -231,7 +234,19 @@ class _Emitter:
         if isinstance(source, TraceRoot):
             trace = self.read("trace_id")
             correlation = self.read("correlation_id")
-            return self.local(f"{trace} if {trace} is not None else {correlation}")
+            parent = self.slots[_state.TRACE_PARENT]
+            # The external-trace hook (None unless a bridge is on: one load and one test).
+            found = self.local(
+                f"None if _ext[0] is None else "
+                f"_ext[0]({trace}, {self.enclosing_correlation}, {parent}, {correlation})"
+            )
+            self.slots[_state.TRACE_PARENT] = self.local(
+                f"{parent} if {found} is None else {found}[1]"
+            )
+            return self.local(
+                f"({trace} if {trace} is not None else {correlation}) "
+                f"if {found} is None else {found}[0]"
+            )
         if isinstance(source, MergeMetadata):
             return self._metadata(source)
         if isinstance(source, Source):
@@ -308,6 +323,7 @@ def compile_update(
         # Every value of one aspect is computed from the state as the aspect found it, then
         # all are written: fields of one aspect do not see each other's new values. The
         # trace root is the exception: it is derived from the correlation id just written.
+        emitter.enclosing_correlation = emitter.slots[_state.CORRELATION_ID]
         deferred = [name for name, value in fields.items() if isinstance(value, TraceRoot)]
         computed = [
             (name, emitter.value(name, value))

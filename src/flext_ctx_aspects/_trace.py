@@ -15,11 +15,21 @@ spans always agree.
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from flext_ctx_aspects import _state
 
-__all__ = ["span_id_for", "span_id_of", "trace_id_of", "w3c_trace_id"]
+__all__ = ["external_trace", "span_id_for", "span_id_of", "trace_id_of", "w3c_trace_id"]
+
+ExternalTrace = Callable[[Any, Any, Any, str], "tuple[str, tuple[str, int, Any]] | None"]
+# The one hook for another tracer (the OpenTelemetry bridge): None unless a bridge is on.
+# When set, every new correlation scope of a compiled stack calls it as
+# ``hook(trace_id_slot, enclosing_correlation_id, trace_parent_slot, new_correlation_id)``;
+# it returns None (keep the trace as it is) or ``(trace_id, trace_parent)`` to continue the
+# other tracer's current span (its trace id, the span as remote parent). A one-item list so
+# that compiled code reads it with one index and a bridge switches it without recompiling.
+external_trace: list[ExternalTrace | None] = [None]
 
 _TRACE_ID_SHAPE: Final = re.compile(r"[0-9a-f]{32}")
 _INVALID_SPAN: Final = "0000000000000000"

@@ -13,6 +13,8 @@ libraries they integrate:
   sessions (extra ``requests``).
 * `flext_ctx_aspects.integrations.messaging` — message headers on publish and a fresh
   scope on consume (Celery, Kafka, AMQP...); no dependency.
+* `flext_ctx_aspects.integrations.opentelemetry` — records as OpenTelemetry spans, one
+  trace with OpenTelemetry instrumentations (extra ``otel``).
 """
 
 from __future__ import annotations
