@@ -344,7 +344,7 @@ def test_the_toml_switch_enables_the_bridge(exporter: InMemorySpanExporter) -> N
     assert isinstance(trace.get_tracer_provider(), TracerProvider)
     processor = SimpleSpanProcessor(exporter)
     trace.get_tracer_provider().add_span_processor(processor)  # type: ignore[attr-defined]
-    with pytest.warns(ConfigWarning, match="no importable module"):
+    with pytest.warns(ConfigWarning, match="importable modules"):
         handle = instrument(
             {"instrument": {"include": ["no_such_module_for_otel"]}, "otel": {"enabled": True}}
         )
