@@ -189,3 +189,56 @@ def test_records_do_not_change_after_emit() -> None:
     with capture_operations() as ops:
         asyncio.run(main())
     assert dict(ops[0].metadata) == {"early": True}
+
+
+def test_sinks_that_read_only_name_duration_and_status_get_no_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flext_ctx_aspects import _emit
+    from flext_ctx_aspects.sinks import StatsSink
+
+    built: list[object] = []
+    real_new = _emit._new_record
+    monkeypatch.setattr(_emit, "_new_record", lambda *a: built.append(a) or real_new(*a))
+
+    @timed(name="op")
+    def op(fail: bool = False) -> None:
+        if fail:
+            raise ValueError
+
+    stats = StatsSink()
+    with add_sink(stats):
+        op()
+        with pytest.raises(ValueError):
+            op(fail=True)
+        assert built == []  # statistics alone: fed by observe(), no record built
+        with capture_operations() as ops:  # a sink that wants whole records
+            op()
+        assert len(built) == 1
+        assert [o.name for o in ops] == ["op"]
+    summary = stats.get("op")
+    assert summary is not None
+    assert (summary.count, summary.errors) == (3, 1)
+
+
+def test_a_failing_observer_is_reported_and_the_others_still_run() -> None:
+    from flext_ctx_aspects.sinks import StatsSink
+
+    class BrokenObserver:
+        needs = frozenset({"name"})
+
+        def emit(self, record: OperationRecord) -> None:  # pragma: no cover - light path
+            raise AssertionError
+
+        def observe(self, name: str, duration: int, failed: bool) -> None:
+            raise RuntimeError("observer down")
+
+    @timed(name="op")
+    def op() -> int:
+        return 1
+
+    stats = StatsSink()
+    with add_sink(BrokenObserver()), add_sink(stats):
+        assert op() == 1
+    assert stats.get("op") is not None
+    assert any("BrokenObserver.observe" in where for where, _ in internal_error_counts())

@@ -58,6 +58,30 @@ class TimingSpec(NamedTuple):
 active: list[Sink] = []
 _dispatch: tuple[Sink, ...] = ()
 _lock = threading.Lock()
+# What a sink may read without a record being built for it: a sink whose `needs` (the record
+# fields it reads) fit here and that has `observe(name, duration_ns, failed)` is fed by that
+# method. When every registered sink is such a sink (statistics alone, the common case), the
+# emit path builds no record at all.
+LIGHT_FIELDS: Final = frozenset({"name", "duration_ns", "status"})
+_light: tuple[Callable[[str, int, bool], None], ...] | None = None
+
+
+def _refresh() -> None:
+    # Called under _lock whenever the registry changes.
+    global _light
+    active[:] = _dispatch
+    observers = []
+    for sink in _dispatch:
+        needs = getattr(sink, "needs", None)
+        observe = getattr(sink, "observe", None)
+        if not isinstance(needs, (set, frozenset)) or not needs <= LIGHT_FIELDS:
+            _light = None
+            return
+        if not callable(observe):
+            _light = None
+            return
+        observers.append(observe)
+    _light = tuple(observers)
 
 
 class RemoveSink:
@@ -98,7 +122,7 @@ def add_sink(sink: Sink) -> RemoveSink:
     with _lock:
         if sink not in _dispatch:
             _dispatch = (*_dispatch, sink)
-            active[:] = _dispatch
+            _refresh()
     return RemoveSink(sink)
 
 
@@ -107,7 +131,7 @@ def remove_sink(sink: Sink) -> None:
     global _dispatch
     with _lock:
         _dispatch = tuple(s for s in _dispatch if s is not sink)
-        active[:] = _dispatch
+        _refresh()
 
 
 def clear_sinks() -> None:
@@ -115,7 +139,7 @@ def clear_sinks() -> None:
     global _dispatch
     with _lock:
         _dispatch = ()
-        active.clear()
+        _refresh()
 
 
 def registered_sinks() -> tuple[Sink, ...]:
@@ -169,9 +193,12 @@ def wall_time_ns(perf_ns: int) -> int:
 
 
 # --- dispatch -----------------------------------------------------------------------------
-# Set while this thread runs sinks: an instrumented function called by a sink (an exporter,
-# a log formatter) must not emit again, or one user call would recurse through the sinks.
-_emitting = threading.local()
+# The threads running sinks now: an instrumented function called by a sink (an exporter, a
+# log formatter) must not emit again, or one user call would recurse through the sinks. (A set
+# of thread idents: cheaper here than a threading.local flag; each thread adds and discards
+# only its own.)
+_emitting: set[int] = set()
+_thread_id: Final = threading.get_ident
 _new_record: Final[Callable[..., OperationRecord]] = tuple.__new__
 
 
@@ -194,38 +221,51 @@ def finish(
     raises an ``Exception``.
     """
     global _wall_offset, _wall_synced_at
-    if getattr(_emitting, "active", False):
+    me = _thread_id()
+    if me in _emitting:
         return
     try:
+        name, kind, min_duration_ns, keep_errors = spec
         duration = end_ns - start_ns
-        snapshot = _snapshot()
         failure = error is not None or failed
-        if not failure or not spec.keep_errors:
-            if duration < spec.min_duration_ns or duration < _min_duration_ns:
+        if not failure or not keep_errors:
+            if duration < min_duration_ns or duration < _min_duration_ns:
                 return
-            if _sample_rate < 1.0 and _sampled_out(snapshot):
+            if _sample_rate < 1.0 and _sampled_out(_snapshot()):
                 return
+        light = _light
+        if light is not None:
+            _emitting.add(me)
+            try:
+                for observe in light:
+                    try:
+                        observe(name, duration, failure)
+                    except Exception as exc:
+                        report_internal_error(f"sink {_owner(observe)}.observe", exc)
+            finally:
+                _emitting.discard(me)
+            return
         if end_ns - _wall_synced_at > WALL_RESYNC_NS:
             _wall_offset = _time_ns() - _perf_counter_ns()
             _wall_synced_at = end_ns
         record = _new_record(
             OperationRecord,
             (
-                spec.name,
+                name,
                 start_ns + _wall_offset,
                 duration,
                 "error" if failure else "ok",
                 None if error is None else type(error).__qualname__,
                 FrozenDict(metadata) if metadata else EMPTY_MAPPING,
                 body_ns,
-                spec.kind,
-                snapshot,
+                kind,
+                _snapshot(),
             ),
         )
     except Exception as exc:
         report_internal_error("building an operation record", exc)
         return
-    _emitting.active = True
+    _emitting.add(me)
     try:
         for sink in _dispatch:
             try:
@@ -233,7 +273,12 @@ def finish(
             except Exception as exc:
                 report_internal_error(f"sink {type(sink).__qualname__}.emit", exc)
     finally:
-        _emitting.active = False
+        _emitting.discard(me)
+
+
+def _owner(observe: Callable[..., None]) -> str:
+    owner = getattr(observe, "__self__", observe)
+    return type(owner).__qualname__
 
 
 class TimedBlock:

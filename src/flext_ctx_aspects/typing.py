@@ -39,9 +39,11 @@ class Sink(Protocol):
     once and never reaches the instrumented code.
 
     Optional attribute ``needs``: a ``frozenset`` of the ``OperationRecord`` field names the
-    sink reads (``StatsSink.needs == {"name", "duration_ns", "status"}``), so records can be
-    built lighter for it; a sink without ``needs`` gets every field. Not part of the
-    protocol's required members: ``isinstance(obj, Sink)`` checks ``emit`` only.
+    sink reads (``StatsSink.needs == {"name", "duration_ns", "status"}``); a sink without
+    ``needs`` gets every field. A sink whose ``needs`` fit in ``{"name", "duration_ns",
+    "status"}`` and that has ``observe(name, duration_ns, failed)`` is fed by that method,
+    and when every registered sink is such a sink no record is built at all. Neither is part
+    of the protocol's required members: ``isinstance(obj, Sink)`` checks ``emit`` only.
     """
 
     def emit(self, record: OperationRecord) -> None:

@@ -183,14 +183,21 @@ class StatsSink:
 
     def emit(self, record: OperationRecord) -> None:
         """Add one record (its name, duration and status)."""
+        self.observe(record.name, record.duration_ns, record.status != "ok")
+
+    def observe(self, name: str, duration: int, failed: bool) -> None:
+        """Add one operation by its name, duration (ns) and outcome.
+
+        What the emit path calls instead of `emit` when every registered sink reads only
+        these (`needs`): no record is built for them.
+        """
         try:
             shard = self._local.shard
         except AttributeError:
             shard = self._new_shard()
-        digest = shard.get(record.name)
+        digest = shard.get(name)
         if digest is None:
-            digest = self._new_digest(shard, record.name)
-        duration = record.duration_ns
+            digest = self._new_digest(shard, name)
         # Digest.add, inlined: this is the per-record path.
         digest.count += 1
         digest.total_ns += duration
@@ -198,7 +205,7 @@ class StatsSink:
             digest.min_ns = duration
         if duration > digest.max_ns:  # noqa: PLR1730 - max() costs a call per record
             digest.max_ns = duration
-        if record.status != "ok":
+        if failed:
             digest.errors += 1
         if duration > 0:
             key = _ceil(_log2(duration) * MULTIPLIER)  # _sketch.bin_key, inlined
