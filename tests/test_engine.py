@@ -530,3 +530,19 @@ def test_aspect_accepts_a_function_and_rejects_nonsense() -> None:
         aspect(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="not callable"):
         timed(42)  # type: ignore[call-overload]
+
+
+def test_stacked_decorators_in_one_pass_equal_the_same_stack_applied_one_by_one() -> None:
+    from flext_ctx_aspects._engine import aspects_of
+    from flext_ctx_aspects.aspects import stacked
+
+    def work(x: int) -> str | None:
+        return FlextContext.Correlation.get_parent_correlation_id() if x else None
+
+    outer, inner = timed(name="op"), with_correlation()
+    one_pass = stacked((outer, inner))(work)
+    one_by_one = outer(inner(work))
+    assert aspects_of(one_pass) == aspects_of(one_by_one)
+    with FlextContext.Correlation.new_correlation() as root, capture_operations() as ops:
+        assert one_pass(1) == one_by_one(1) == root
+    assert [(op.name, op.parent_correlation_id) for op in ops] == [("op", root), ("op", root)]

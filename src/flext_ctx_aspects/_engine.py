@@ -50,6 +50,7 @@ __all__ = [
     "KIND_OVERRIDES",
     "AspectWrapper",
     "apply_aspect",
+    "apply_aspects",
     "detect_kind",
     "is_enabled",
     "set_enabled",
@@ -1008,8 +1009,19 @@ def _unfuse(target: Any) -> tuple[Any, tuple[Any, ...], CallableKind | None]:
 def apply_aspect(aspect: Any, target: Any, kind: str | None = None) -> Any:
     """Instrument ``target`` with ``aspect`` (fusing with aspects already applied).
 
+    The same as ``apply_aspects((aspect,), target, kind)``.
+    """
+    return apply_aspects((aspect,), target, kind)
+
+
+def apply_aspects(aspects: tuple[Any, ...], target: Any, kind: str | None = None) -> Any:
+    """Instrument ``target`` with ``aspects`` (outermost first) in one pass.
+
+    The result is what applying them one by one, innermost first, gives, for the cost of one
+    (the plan is compiled once, not once per aspect): what the auto-instrumenter uses.
+
     Args:
-        aspect: An object with ``advise(target) -> Advice``.
+        aspects: Objects with ``advise(target) -> Advice``, outermost first.
         target: A function, method, classmethod, staticmethod or other callable.
         kind: Explicit callable kind for callables that return awaitables or generators
             without being declared ``async def`` or containing ``yield``.
@@ -1034,7 +1046,7 @@ def apply_aspect(aspect: Any, target: Any, kind: str | None = None) -> Any:
         resolved, overridden = inherited_kind, True
     else:
         resolved, overridden = detect_kind(base), False
-    aspects = (aspect, *existing)
+    aspects = (*aspects, *existing)
     target_info = _make_target(base, resolved)
     plan = _make_plan(
         target_info, [a.advise(target_info) for a in aspects], _object_names(base, target_info)

@@ -31,7 +31,7 @@ from flext_ctx_aspects._compile import (
     NewId,
     TraceRoot,
 )
-from flext_ctx_aspects._engine import apply_aspect
+from flext_ctx_aspects._engine import apply_aspect, apply_aspects
 from flext_ctx_aspects.typing import Aspect
 
 __all__ = [
@@ -95,6 +95,28 @@ class _Decorator:
 
     def __repr__(self) -> str:
         return f"<flext_ctx_aspects decorator {self._aspect!r}>"
+
+
+def stacked(decorators: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], Any]:
+    """Return one decorator applying ``decorators`` (outermost first) to a function.
+
+    Aspect decorators of this library are applied in one engine pass (one plan compiled,
+    not one per aspect); anything else is applied one by one, innermost first, as stacked
+    ``@`` lines would.
+    """
+    aspects = tuple(d._aspect for d in decorators if isinstance(d, _Decorator))
+    one_pass = len(aspects) == len(decorators) and all(
+        d._enabled and d._kind is None for d in decorators if isinstance(d, _Decorator)
+    )
+
+    def apply(func: Any) -> Any:
+        if one_pass and not isinstance(func, (type, property)):
+            return apply_aspects(aspects, func)
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
 
 
 def _decorator_name(aspect_: object) -> str:

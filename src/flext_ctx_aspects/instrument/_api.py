@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects.aspects import stacked
 from flext_ctx_aspects.config import (
     Config,
     build_decorator,
@@ -81,7 +82,7 @@ class Instrumentation:
         self.modules: list[str] = []
         self.refused: list[tuple[str, str]] = []
         self.active = False
-        self._decorators: dict[tuple[int, ...], list[Callable[[Any], Any]]] = {}
+        self._decorators: dict[tuple[int, ...], Callable[[Any], Any]] = {}
         self._wanted: dict[str, bool] = {}
         self._include = _glob_regex(config.instrument.include)
         self._settings: Any = None
@@ -130,13 +131,14 @@ class Instrumentation:
         if wrapper is None:
             # By identity: the specs are the config's own objects (their options are mappings).
             key = tuple(map(id, entry.aspects))
-            decorators = self._decorators.get(key)
-            if decorators is None:
-                decorators = [build_decorator(s, self.config.service) for s in entry.aspects]
-                self._decorators[key] = decorators
-            wrapper = entry.original
-            for decorator in reversed(decorators):  # the first aspect is the outermost
-                wrapper = decorator(wrapper)
+            decorate = self._decorators.get(key)
+            if decorate is None:
+                # One engine pass for the whole stack (the first aspect is the outermost).
+                decorate = stacked(
+                    tuple(build_decorator(s, self.config.service) for s in entry.aspects)
+                )
+                self._decorators[key] = decorate
+            wrapper = decorate(entry.original)
         for index, (owner, attribute) in enumerate(entry.places):
             try:
                 self.ledger.replace(owner, attribute, entry.original, wrapper)
