@@ -285,6 +285,34 @@ class _Emitter:
 
 DEFAULT_CACHE_SIZE: Final = 1024
 _code_cache: dict[str, Any] = {}
+# Whole update functions by the shape of the changes, for stacks that depend on nothing of
+# the target (no source reading the call, built-in fields only): what instrumenting a whole
+# package applies to every function. Such a function is pure in (s, instance, args, kwargs),
+# so every target with that stack shares it and decorating skips the emitter and exec.
+_shape_cache: dict[tuple[Any, ...], Updater | None] = {}
+_SHAPE_CONSTANTS: Final = (str, int, float, bool, type(None))
+
+
+def _shape_key(changes: Sequence[Mapping[str, Any]]) -> tuple[Any, ...] | None:
+    key: list[Any] = []
+    for fields in changes:
+        items: list[Any] = []
+        for name, value in fields.items():
+            if name not in BUILTIN_FIELDS:
+                return None  # custom fields are checked by their declaration, found later
+            kind = type(value)
+            if kind is NewId or kind is TraceRoot:
+                items.append((name, kind))
+            elif kind is Current or (kind is CurrentOrNewId and value.preferred is None):
+                items.append((name, kind, value.field))
+            elif kind in _SHAPE_CONSTANTS:
+                items.append((name, kind, value))
+            else:
+                return None  # a source reading the call, a mapping: per target
+        key.append(tuple(items))
+    return tuple(key)
+
+
 _cache_size = DEFAULT_CACHE_SIZE
 # Decoration happens from any thread (imports in threads, lazy instrumentation): the cache's
 # read-evict-insert sequence is one critical section, or two threads evict the same key.
@@ -300,6 +328,8 @@ def set_cache_size(size: int) -> None:
         _cache_size = size
         while len(_code_cache) > size:
             del _code_cache[next(iter(_code_cache))]
+        while len(_shape_cache) > size:
+            del _shape_cache[next(iter(_shape_cache))]
 
 
 def compile_update(
@@ -318,6 +348,23 @@ def compile_update(
     Raises:
         TypeError: A source does not fit the target (reported at decoration time).
     """
+    shape = _shape_key(changes)
+    if shape is not None:
+        with _cache_lock:
+            if shape in _shape_cache:
+                return _shape_cache[shape]
+    update = _compile_update(target, changes, declared_field)
+    if shape is not None:
+        with _cache_lock:
+            while len(_shape_cache) >= _cache_size:
+                del _shape_cache[next(iter(_shape_cache))]
+            _shape_cache[shape] = update
+    return update
+
+
+def _compile_update(
+    target: Target, changes: Sequence[Mapping[str, Any]], declared_field: FieldLookup
+) -> Updater | None:
     emitter = _Emitter(target, declared_field)
     for fields in changes:
         # Every value of one aspect is computed from the state as the aspect found it, then
