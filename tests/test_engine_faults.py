@@ -332,6 +332,13 @@ def test_recursion_depth_of_a_decorated_function() -> None:
         with pytest.raises(RecursionError):
             function(0)
         depths[name] = len(reached)
+    from flext_ctx_aspects import _engine
+
+    if _engine._FunctionWrapperBase.__module__ == "wrapt.wrappers":
+        # wrapt's pure-Python implementation (WRAPT_DISABLE_EXTENSIONS=1): its __call__ is
+        # one more Python frame per level.
+        assert depths["timed"] >= depths["wraps"] * 2 // 5, depths
+        return
     assert depths["timed"] >= depths["wraps"] * 2 // 3, depths
     if sys.version_info >= (3, 12):
         # C calls no longer count: the driver's frame is the only extra one per level.
