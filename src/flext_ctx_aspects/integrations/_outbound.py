@@ -1,4 +1,4 @@
-"""What the outbound HTTP client integrations share: checking their options once."""
+"""What the outbound integrations (HTTP clients, message publishing) share: option checks."""
 
 from __future__ import annotations
 

@@ -51,6 +51,7 @@ from flext_ctx_aspects._advice import Advice, Source, Target, Timing
 from flext_ctx_aspects._engine import apply_aspect
 from flext_ctx_aspects._validate import validate_name
 from flext_ctx_aspects.errors import ConfigError
+from flext_ctx_aspects.integrations._outbound import outbound_formats
 from flext_ctx_aspects.propagation import Extracted, Format, extract, inject
 from flext_ctx_aspects.propagation._policy import inbound_defaults
 from flext_ctx_aspects.typing import Getter
@@ -62,30 +63,13 @@ R = TypeVar("R")
 H = TypeVar("H", bound=MutableMapping[str, Any])
 
 
-def _formats(where: str, formats: object) -> tuple[str | Format, ...] | None:
-    if formats is None:
-        return None
-    checked = _options.check_names(
-        where,
-        "formats",
-        formats,
-        expected="a list of format names or Format objects",
-        item_types=(str, Format),
-    )
-    try:
-        inject({}, formats=checked)
-    except ConfigError as error:  # named as the user called it, not as inject() did
-        raise ConfigError(where, error.key, error.expected, error.got) from None
-    return checked
-
-
 def message_headers(*, formats: Iterable[str | Format] | None = None) -> dict[str, str]:
     """Return the current context as a new headers dict for a message.
 
     Raises:
         ConfigError: ``formats`` is not a list of format names.
     """
-    return inject({}, formats=_formats("message_headers()", formats))
+    return inject({}, formats=outbound_formats("message_headers()", formats))
 
 
 def inject_message(headers: H, *, formats: Iterable[str | Format] | None = None) -> H:
@@ -100,7 +84,7 @@ def inject_message(headers: H, *, formats: Iterable[str | Format] | None = None)
             "inject_message() expects the message's headers as a mutable mapping "
             f"(got {_options.describe(headers)})"
         )
-    return inject(headers, formats=_formats("inject_message()", formats))
+    return inject(headers, formats=outbound_formats("inject_message()", formats))
 
 
 def consume_message(
@@ -133,7 +117,7 @@ def consume_message(
     return extract(
         headers,
         getter=getter,
-        formats=_formats(where, formats),
+        formats=outbound_formats(where, formats),
         strict=_options.check_optional_bool(where, "strict", strict),
         trusted=_options.check_optional_bool(where, "trusted", trusted),
     )
@@ -268,7 +252,7 @@ def consumer(
         where, "headers_of", headers_of, expected="a function (handler's arguments) -> headers"
     )
     fixed: dict[str, Any] = {
-        "formats": _formats(where, formats),
+        "formats": outbound_formats(where, formats),
         "strict": _options.check_optional_bool(where, "strict", strict),
         "trusted": _options.check_optional_bool(where, "trusted", trusted),
     }
