@@ -242,3 +242,31 @@ def test_a_failing_observer_is_reported_and_the_others_still_run() -> None:
         assert op() == 1
     assert stats.get("op") is not None
     assert any("BrokenObserver.observe" in where for where, _ in internal_error_counts())
+
+
+def test_a_light_observer_that_runs_instrumented_code_does_not_recurse() -> None:
+    @timed(name="exporter.count")
+    def count(name: str) -> int:
+        return len(name)
+
+    class CountingObserver:
+        needs = frozenset({"name", "duration_ns"})  # light, but runs user code: guarded
+
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def emit(self, record: OperationRecord) -> None:  # pragma: no cover - light path
+            raise AssertionError
+
+        def observe(self, name: str, duration: int, failed: bool) -> None:
+            count(name)
+            self.names.append(name)
+
+    @timed(name="user.call")
+    def user_call() -> int:
+        return 1
+
+    observer = CountingObserver()
+    with add_sink(observer):
+        assert user_call() == 1
+    assert observer.names == ["user.call"]

@@ -64,24 +64,29 @@ _lock = threading.Lock()
 # emit path builds no record at all.
 LIGHT_FIELDS: Final = frozenset({"name", "duration_ns", "status"})
 _light: tuple[Callable[[str, int, bool], None], ...] | None = None
+# The same, when moreover no registered sink runs code that may be instrumented
+# (`runs_user_code = False`, as `StatsSink` declares): nothing can re-enter the emit path
+# from a sink then, so it needs no re-entrancy guard either.
+_light_unguarded: tuple[Callable[[str, int, bool], None], ...] | None = None
 
 
 def _refresh() -> None:
     # Called under _lock whenever the registry changes.
-    global _light
+    global _light, _light_unguarded
     active[:] = _dispatch
+    _light = _light_unguarded = None
     observers = []
     for sink in _dispatch:
         needs = getattr(sink, "needs", None)
         observe = getattr(sink, "observe", None)
         if not isinstance(needs, (set, frozenset)) or not needs <= LIGHT_FIELDS:
-            _light = None
             return
         if not callable(observe):
-            _light = None
             return
         observers.append(observe)
     _light = tuple(observers)
+    if all(getattr(sink, "runs_user_code", True) is False for sink in _dispatch):
+        _light_unguarded = _light
 
 
 class RemoveSink:
@@ -221,6 +226,23 @@ def finish(
     raises an ``Exception``.
     """
     global _wall_offset, _wall_synced_at
+    unguarded = _light_unguarded
+    if unguarded is not None:
+        # Statistics alone (the common case): no record, no snapshot, no guard.
+        name, _, min_duration_ns, keep_errors = spec
+        duration = end_ns - start_ns
+        failure = error is not None or failed
+        if not failure or not keep_errors:
+            if duration < min_duration_ns or duration < _min_duration_ns:
+                return
+            if _sample_rate < 1.0 and _sampled_out(_snapshot()):
+                return
+        for observe in unguarded:
+            try:
+                observe(name, duration, failure)
+            except Exception as exc:
+                report_internal_error(f"sink {_owner(observe)}.observe", exc)
+        return
     me = _thread_id()
     if me in _emitting:
         return

@@ -163,6 +163,8 @@ class StatsSink:
     """
 
     needs: ClassVar[frozenset[str]] = frozenset({"name", "duration_ns", "status"})
+    # observe() only counts: it never calls code that could be instrumented (no re-entrancy).
+    runs_user_code: ClassVar[bool] = False
 
     def __init__(self, max_operations: int = MAX_OPERATIONS) -> None:
         if type(max_operations) is not int or max_operations < 1:
