@@ -42,8 +42,10 @@ class Sink(Protocol):
     sink reads (``StatsSink.needs == {"name", "duration_ns", "status"}``); a sink without
     ``needs`` gets every field. A sink whose ``needs`` fit in ``{"name", "duration_ns",
     "status"}`` and that has ``observe(name, duration_ns, failed)`` is fed by that method,
-    and when every registered sink is such a sink no record is built at all. Neither is part
-    of the protocol's required members: ``isinstance(obj, Sink)`` checks ``emit`` only.
+    and when every registered sink is such a sink no record is built at all; one that also
+    sets ``runs_user_code = False`` (its ``observe`` calls no code that may be instrumented)
+    lets the emit path skip its re-entrancy guard. None of these is part of the protocol's
+    required members: ``isinstance(obj, Sink)`` checks ``emit`` only.
     """
 
     def emit(self, record: OperationRecord) -> None:
