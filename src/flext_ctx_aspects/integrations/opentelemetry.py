@@ -33,7 +33,6 @@ ImportError naming ``pip install 'flext-ctx-aspects[otel]'``.
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, cast
@@ -60,7 +59,7 @@ except ImportError as _error:  # pragma: no cover - exercised without the extra
         f" ({_error})"
     ) from _error
 
-from flext_ctx_aspects import _state, _trace
+from flext_ctx_aspects import _ids, _state, _trace
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects.records import OperationRecord
 from flext_ctx_aspects.sinks import add_sink
@@ -350,7 +349,8 @@ class OpenTelemetrySink:
     def _span(
         self, record: OperationRecord, span_id: str, parent: str | None, resource: Resource
     ) -> ReadableSpan:
-        trace_id = int(record.trace_id, 16) if record.trace_id else random.getrandbits(128) or 1
+        # The library's own random source: user code that seeds `random` must not see ours.
+        trace_id = int(record.trace_id, 16) if record.trace_id else _ids.rng.getrandbits(128) or 1
         events: tuple[Event, ...] = ()
         status = Status(StatusCode.UNSET)
         end = record.start_time_ns + record.duration_ns
@@ -408,7 +408,7 @@ class OpenTelemetrySink:
 
 
 def _random_span() -> str:
-    return f"{random.getrandbits(64) or 1:016x}"
+    return f"{_ids.rng.getrandbits(64) or 1:016x}"
 
 
 def _scope_parent(record: OperationRecord, scope: str) -> str | None:
