@@ -226,26 +226,13 @@ def finish(
     raises an ``Exception``.
     """
     global _wall_offset, _wall_synced_at
+    # Statistics alone (the common case): no record, no snapshot, and no re-entrancy guard.
     unguarded = _light_unguarded
-    if unguarded is not None:
-        # Statistics alone (the common case): no record, no snapshot, no guard.
-        name, _, min_duration_ns, keep_errors = spec
-        duration = end_ns - start_ns
-        failure = error is not None or failed
-        if not failure or not keep_errors:
-            if duration < min_duration_ns or duration < _min_duration_ns:
-                return
-            if _sample_rate < 1.0 and _sampled_out(_snapshot()):
-                return
-        for observe in unguarded:
-            try:
-                observe(name, duration, failure)
-            except Exception as exc:
-                report_internal_error(f"sink {_owner(observe)}.observe", exc)
-        return
-    me = _thread_id()
-    if me in _emitting:
-        return
+    me = 0
+    if unguarded is None:
+        me = _thread_id()
+        if me in _emitting:
+            return
     try:
         name, kind, min_duration_ns, keep_errors = spec
         duration = end_ns - start_ns
@@ -255,6 +242,13 @@ def finish(
                 return
             if _sample_rate < 1.0 and _sampled_out(_snapshot()):
                 return
+        if unguarded is not None:
+            for observe in unguarded:
+                try:
+                    observe(name, duration, failure)
+                except Exception as exc:
+                    report_internal_error(f"sink {_owner(observe)}.observe", exc)
+            return
         light = _light
         if light is not None:
             _emitting.add(me)
