@@ -313,12 +313,22 @@ def test_production_config_is_strict_and_filters_fast_operations() -> None:
     # Strictness is real: an invalid inbound value now refuses the whole context.
     refused = FlextContext.Serialization.set_from_context({"X-Correlation-Id": "\x00"})
     assert refused.is_failure
-    with capture_operations() as ops:
-        with FlextContext.Performance.timed_operation("fast"):
-            pass
-        with pytest.raises(ValueError), FlextContext.Performance.timed_operation("fast-fail"):
-            raise ValueError
-    assert [op.name for op in ops] == ["fast-fail"]
+    assert prod.min_duration_ms > 0
+    # An empty block is far below the threshold, but a shared CI machine can stall any
+    # one of them past it: the fast one must be dropped in some attempt, the failed one
+    # kept in every attempt.
+    seen = []
+    for _ in range(5):
+        with capture_operations() as ops:
+            with FlextContext.Performance.timed_operation("fast"):
+                pass
+            with pytest.raises(ValueError), FlextContext.Performance.timed_operation("fast-fail"):
+                raise ValueError
+        seen.append([op.name for op in ops])
+        if seen[-1] == ["fast-fail"]:
+            break
+    assert all("fast-fail" in names for names in seen), seen
+    assert seen[-1] == ["fast-fail"], seen
 
 
 def test_development_config_is_lenient() -> None:
