@@ -312,6 +312,36 @@ def test_wrapt_mark_as_async_is_honoured() -> None:
     assert asyncio.run(decorated()) == "s"
 
 
+def _returns_awaitable() -> Awaitable[str | None]:
+    async def work() -> str | None:
+        return FlextContext.Service.get_service_name()
+
+    return work()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="inspect.markcoroutinefunction is 3.12+")
+def test_inspect_markcoroutinefunction_is_honoured() -> None:
+    # A plain function whose only coroutine-ness is its marker attribute (the kind
+    # detection's fast path for functions without attributes must not skip it).
+    def marked() -> Awaitable[str | None]:
+        return _returns_awaitable()
+
+    getattr(inspect, "markcoroutinefunction")(marked)  # noqa: B009 - absent before 3.12
+    decorated = service("s")(marked)
+    assert inspect.iscoroutinefunction(decorated)
+    assert asyncio.run(decorated()) == "s"
+
+
+def test_a_function_with_attributes_but_no_marker_stays_a_function() -> None:
+    def plain() -> str | None:
+        return FlextContext.Service.get_service_name()
+
+    plain.tag = "x"  # type: ignore[attr-defined]
+    decorated = service("s")(plain)
+    assert not inspect.iscoroutinefunction(decorated)
+    assert decorated() == "s"
+
+
 # --- coroutines driven by hand -------------------------------------------------------------------
 
 

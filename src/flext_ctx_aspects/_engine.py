@@ -153,6 +153,12 @@ def detect_kind(target: Any) -> CallableKind:
             return "async_generator"
         if flags & inspect.CO_GENERATOR:
             return "generator"
+        if flags & inspect.CO_COROUTINE:
+            return "coroutine"
+        if not function.__dict__:
+            # No attribute at all, so no coroutine marker (markcoroutinefunction, asyncio's
+            # legacy _is_coroutine) either: nearly every function.
+            return "function"
         if inspect.iscoroutinefunction(function) or _marked_coroutine(function):
             return "coroutine"
         return "function"
@@ -183,6 +189,12 @@ def _named(function: Any) -> Any:
 
 
 def _make_target(base: Any, kind: CallableKind) -> Target:
+    if type(base) is types.FunctionType:
+        # Every function a module defines: its own names, no partial to look through.
+        module = base.__module__
+        return Target(
+            base, kind, module if type(module) is str else str(module or ""), base.__qualname__
+        )
     function = _underlying(base)
     named = _named(function)
     module = getattr(named, "__module__", None) or ""
@@ -199,6 +211,8 @@ def _object_names(base: Any, target: Target) -> tuple[str, str]:
     drivers' functions are renamed to these, once per decorated callable, so that task
     reprs, "never awaited" warnings and profilers show the user's names, not the drivers'.
     """
+    if type(base) is types.FunctionType:
+        return base.__name__, base.__qualname__
     callee = _callee(_underlying(base))
     name = getattr(callee, "__name__", None)
     qualname = getattr(callee, "__qualname__", None)
@@ -225,27 +239,52 @@ class _Plan(NamedTuple):
 
 
 def _make_plan(target: Target, advices: list[Advice], names: tuple[str, str]) -> _Plan:
-    update = compile_update(target, [advice.fields for advice in advices], field_by_name)
-    timings = tuple(
-        TimingSpec(
-            name=advice.timing.name or target.default_name,
-            kind=target.kind,
-            min_duration_ns=advice.timing.min_duration_ns,
-            keep_errors=advice.timing.keep_errors,
-        )
-        for advice in advices
-        if advice.timing is not None
+    # One pass over the advices (this runs once per function of an instrumented package).
+    changes = []
+    timings = []
+    measure_body = False
+    befores = []
+    afters = []
+    for advice in advices:
+        if advice.fields:
+            changes.append(advice.fields)
+        timing = advice.timing
+        if timing is not None:
+            timings.append(
+                _new_tuple(
+                    TimingSpec,
+                    (
+                        timing.name or target.default_name,
+                        target.kind,
+                        timing.min_duration_ns,
+                        timing.keep_errors,
+                    ),
+                )
+            )
+            measure_body = measure_body or timing.measure_body
+        if advice.before is not None:
+            befores.append(advice.before)
+        if advice.after is not None:
+            afters.append(advice.after)
+    # After-hooks unwind inner first, as separate wrappers would.
+    afters.reverse()
+    plan: _Plan = _new_tuple(
+        _Plan,
+        (
+            target,
+            names,
+            compile_update(target, changes, field_by_name) if changes else None,
+            tuple(timings),
+            measure_body,
+            tuple(befores),
+            tuple(afters),
+        ),
     )
-    return _Plan(
-        target=target,
-        names=names,
-        update=update,
-        timings=timings,
-        measure_body=any(a.timing is not None and a.timing.measure_body for a in advices),
-        befores=tuple(a.before for a in advices if a.before is not None),
-        # After-hooks unwind inner first, as separate wrappers would.
-        afters=tuple(a.after for a in reversed(advices) if a.after is not None),
-    )
+    return plan
+
+
+# A named tuple's own __new__ is a Python function: this is the C constructor it calls.
+_new_tuple: Final[Callable[..., Any]] = tuple.__new__
 
 
 Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]

@@ -231,26 +231,29 @@ class _AdviceFunction:
 
 
 class _Correlation:
-    __slots__ = ("inherit",)
+    __slots__ = ("advice", "inherit")
 
     def __init__(self, inherit: bool) -> None:
         self.inherit = inherit
+        # Target-independent (its sources are stateless): built once, as for @timed.
+        if inherit:
+            self.advice = Advice(
+                fields={"correlation_id": CurrentOrNewId("correlation_id"), "trace_id": TraceRoot()}
+            )
+        else:
+            self.advice = Advice(
+                fields={
+                    "correlation_id": NewId(),
+                    "parent_correlation_id": Current("correlation_id"),
+                    "trace_id": TraceRoot(),
+                }
+            )
 
     def __repr__(self) -> str:
         return f"with_correlation(inherit={self.inherit!r})"
 
     def advise(self, target: Target) -> Advice:
-        if self.inherit:
-            return Advice(
-                fields={"correlation_id": CurrentOrNewId("correlation_id"), "trace_id": TraceRoot()}
-            )
-        return Advice(
-            fields={
-                "correlation_id": NewId(),
-                "parent_correlation_id": Current("correlation_id"),
-                "trace_id": TraceRoot(),
-            }
-        )
+        return self.advice
 
 
 @overload
@@ -330,7 +333,7 @@ def _field_value(field: str, parameter: str, value: Any, *, required: bool = Fal
 
 
 class _Service:
-    __slots__ = ("environment", "name", "version")
+    __slots__ = ("advice", "environment", "name", "version")
 
     def __init__(
         self, name: str | Source, version: str | Source | None, environment: str | Source | None
@@ -338,18 +341,20 @@ class _Service:
         self.name = name
         self.version = version
         self.environment = environment
+        # Target-independent (a source is resolved per target by the engine): built once.
+        self.advice = Advice(
+            fields={
+                "service_name": name,
+                "service_version": version,
+                "service_environment": environment,
+            }
+        )
 
     def __repr__(self) -> str:
         return f"service({self.name!r}, {self.version!r}, {self.environment!r})"
 
     def advise(self, target: Target) -> Advice:
-        return Advice(
-            fields={
-                "service_name": self.name,
-                "service_version": self.version,
-                "service_environment": self.environment,
-            }
-        )
+        return self.advice
 
 
 def service(
@@ -392,16 +397,19 @@ def service(
 
 
 class _Timed:
-    __slots__ = ("timing",)
+    __slots__ = ("advice", "timing")
 
     def __init__(self, timing: Timing) -> None:
         self.timing = timing
+        # The same for every target (Advice is frozen): built once, not once per function of
+        # an instrumented package.
+        self.advice = Advice(timing=timing)
 
     def __repr__(self) -> str:
         return f"timed({self.timing!r})"
 
     def advise(self, target: Target) -> Advice:
-        return Advice(timing=self.timing)
+        return self.advice
 
 
 @overload

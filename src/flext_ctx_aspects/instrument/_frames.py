@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-__all__ = ["frame_use"]
+__all__ = ["FrameScan", "frame_use"]
 
 # Attribute and global names whose use means the code walks frames.
 _FRAME_NAMES: Final = frozenset(
@@ -65,7 +65,25 @@ def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from _codes(const)
 
 
-def _direct_use(code: types.CodeType, namespace: Mapping[str, Any]) -> str | None:
+class FrameScan:
+    """One module's frame scan: its namespace, the aliases of frame functions, the results.
+
+    Results are kept by ``id(code)`` across the module's functions (helpers are scanned once).
+    """
+
+    __slots__ = ("aliases", "memo", "namespace")
+
+    def __init__(self, namespace: Mapping[str, Any]) -> None:
+        self.namespace = namespace
+        self.memo: dict[int, str | None] = {}
+        # Names of the module bound to a frame function (``from sys import _getframe as f``):
+        # found once per module, not by looking up every name of every function.
+        self.aliases = frozenset(
+            name for name, value in namespace.items() if id(value) in _FRAME_FUNCTIONS
+        )
+
+
+def _direct_use(code: types.CodeType, scan: FrameScan) -> str | None:
     for inner in _codes(code):
         names = inner.co_names
         if not _FRAME_NAMES.isdisjoint(names):
@@ -80,51 +98,46 @@ def _direct_use(code: types.CodeType, namespace: Mapping[str, Any]) -> str | Non
             if type(const) is tuple and "stacklevel" in const:
                 return "stacklevel"
         calls_warn = "warn" in names and (
-            "warnings" in names or namespace.get("warn") is warnings.warn
+            "warnings" in names or scan.namespace.get("warn") is warnings.warn
         )
         if calls_warn and any(type(c) is int and c >= 2 for c in consts):
             # warnings.warn(message, category, 2): a positional stack level.
             return "warnings.warn with a stack level"
-        for name in names:
-            if id(namespace.get(name)) in _FRAME_FUNCTIONS:
-                return name
+        if scan.aliases and not scan.aliases.isdisjoint(names):
+            return min(scan.aliases.intersection(names))
     return None
 
 
-def frame_use(
-    function: types.FunctionType,
-    namespace: Mapping[str, Any],
-    memo: dict[int, str | None] | None = None,
-) -> str | None:
+def frame_use(function: types.FunctionType, scan: FrameScan) -> str | None:
     """What makes ``function`` frame-sensitive, or None.
 
     Args:
         function: The function to scan.
-        namespace: Its module's globals (aliases such as ``from sys import _getframe as f``,
-            and helpers of the same module it calls).
-        memo: Results by ``id(code)`` shared across one module's scan.
+        scan: Its module's scan (`FrameScan` of the module's globals: aliases such as
+            ``from sys import _getframe as f``, and helpers of the same module it calls).
 
     Returns:
         A short description ("_getframe", "stacklevel", "calls frame-sensitive helper") or
         None when nothing was found.
     """
-    memo = {} if memo is None else memo
+    memo = scan.memo
     code = function.__code__
     key = id(code)
     if key in memo:
         return memo[key]
     memo[key] = None  # recursion guard for mutually recursive helpers
-    found = _direct_use(code, namespace)
+    found = _direct_use(code, scan)
     if found is None:
+        namespace = scan.namespace
         module = function.__module__
         for inner in _codes(code):
             for name in inner.co_names:
                 helper = namespace.get(name)
                 if (
-                    isinstance(helper, types.FunctionType)
+                    type(helper) is types.FunctionType
                     and helper is not function
                     and helper.__module__ == module
-                    and frame_use(helper, namespace, memo) is not None
+                    and frame_use(helper, scan) is not None
                 ):
                     found = f"calls frame-sensitive {name}()"
                     break

@@ -41,6 +41,10 @@ class _Entry(NamedTuple):
     wrapper: Any
 
 
+# The named tuple's C constructor, without its Python __new__ (one entry per wrapped function).
+_new_entry: Final[Any] = tuple.__new__
+
+
 class Ledger:
     """The replacements of one instrumentation (thread-safe)."""
 
@@ -66,7 +70,7 @@ class Ledger:
         """Put ``wrapper`` in place of ``original`` as ``owner.attribute``, and record it."""
         with self._lock:
             setattr(owner, attribute, wrapper)
-            self._entries.append(_Entry(owner, attribute, original, wrapper))
+            self._entries.append(_new_entry(_Entry, (owner, attribute, original, wrapper)))
             self._wrappers[id(wrapper)] = wrapper
             self._by_original[id(original)] = wrapper
 

@@ -24,7 +24,7 @@ from typing import Any, Final, NamedTuple
 
 from flext_ctx_aspects._engine import AspectWrapper, detect_kind
 from flext_ctx_aspects.config import AspectSpec, Config
-from flext_ctx_aspects.instrument._frames import frame_use
+from flext_ctx_aspects.instrument._frames import FrameScan, frame_use
 
 __all__ = [
     "NO_INSTRUMENT_ATTRIBUTE",
@@ -70,6 +70,7 @@ NEVER_WRAPPED: Final = frozenset(
 )
 # Never instrumented, whatever the configuration says: the machinery itself.
 _OWN_PACKAGES: Final = ("flext_ctx_aspects", "wrapt")
+_new_tuple: Final[Any] = tuple.__new__
 _C_CALLABLES: Final = (
     types.BuiltinFunctionType,
     types.MethodWrapperType,
@@ -198,7 +199,7 @@ class _Walk:
         self.places: dict[int, list[tuple[Any, str]]] = {}
         self.canonical: dict[int, tuple[Any, str, str, str]] = {}  # id -> owner, attr, qual, bind
         self.objects: dict[int, Any] = {}
-        self.memo: dict[int, str | None] = {}
+        self.frames = FrameScan(self.namespace)
         self.all_functions = "*" in config.instrument.functions
         # Rules whose module glob matches this module: the rest never apply here.
         self.rules = [
@@ -296,15 +297,9 @@ class _Walk:
             if not aspects:
                 self.skip(qualname, "a rule gives it no aspects")
                 continue
+            # The named tuple's C constructor (its __new__ is Python): in field order.
             self.plan.selected.append(
-                Selected(
-                    module=self.name,
-                    qualname=qualname,
-                    binding=binding,
-                    aspects=aspects,
-                    original=value,
-                    places=places,
-                )
+                _new_tuple(Selected, (self.name, qualname, binding, aspects, value, places))
             )
         return self.plan
 
@@ -328,7 +323,7 @@ class _Walk:
                 return f"excluded by exclude_functions {excluded!r}"
         if function.__dict__ and function.__dict__.get("__isabstractmethod__", False):
             return "abstract method"
-        use = frame_use(function, self.namespace, self.memo)
+        use = frame_use(function, self.frames)
         if use is not None:
             return f"frame-sensitive ({use}): a wrapper would be seen as its caller"
         return None
