@@ -244,6 +244,82 @@ def test_a_failing_observer_is_reported_and_the_others_still_run() -> None:
     assert any("BrokenObserver.observe" in where for where, _ in internal_error_counts())
 
 
+class _UnguardedObserver:
+    """An observer the drivers call directly (light, runs no user code), optionally broken."""
+
+    needs = frozenset({"name", "duration_ns", "status"})
+    runs_user_code = False
+
+    def __init__(self, broken: bool = False) -> None:
+        self.broken = broken
+        self.seen: list[tuple[str, bool]] = []
+        self.durations: list[int] = []
+
+    def emit(self, record: OperationRecord) -> None:  # pragma: no cover - light path
+        raise AssertionError
+
+    def observe(self, name: str, duration: int, failed: bool) -> None:
+        if self.broken:
+            raise RuntimeError("observer down")
+        self.durations.append(duration)
+        self.seen.append((name, failed))
+
+
+@pytest.mark.parametrize("stack", ["timed", "fused"])
+def test_the_drivers_feed_a_lone_observer_directly_and_survive_it(stack: str) -> None:
+    from flext_ctx_aspects import _emit
+
+    def body(fail: bool = False) -> int:
+        if fail:
+            raise ValueError("body")
+        return 1
+
+    op = timed(name="op")(body)
+    if stack == "fused":
+        op = with_correlation(op)
+    observer = _UnguardedObserver()
+    with add_sink(observer):
+        assert _emit.direct[0] == observer.observe
+        assert op() == 1
+        with pytest.raises(ValueError, match="body"):
+            op(fail=True)
+    assert _emit.direct[0] is None
+    assert observer.seen == [("op", False), ("op", True)]
+    assert all(type(d) is int and d >= 0 for d in observer.durations)
+
+    broken = _UnguardedObserver(broken=True)
+    before = sum(
+        n for (where, _), n in internal_error_counts().items() if "_UnguardedObserver" in where
+    )
+    with add_sink(broken):
+        assert op() == 1
+        with pytest.raises(ValueError, match="body"):  # the body's error, not the observer's
+            op(fail=True)
+    after = sum(
+        n for (where, _), n in internal_error_counts().items() if "_UnguardedObserver" in where
+    )
+    assert after == before + 2
+
+
+def test_filters_still_apply_when_a_lone_observer_listens() -> None:
+    from flext_ctx_aspects import _emit
+
+    observer = _UnguardedObserver()
+    own_filter = timed(name="slow-only", min_duration_ms=50)(lambda: 1)
+    plain = timed(name="plain")(lambda: 1)
+    with add_sink(observer):
+        own_filter()  # its own min_duration: through finish(), filtered
+        _emit.configure_filters(1.0, 10**9)
+        try:
+            assert _emit.direct[0] is None  # a process-wide filter: no direct path
+            plain()
+        finally:
+            _emit.configure_filters(1.0, 0)
+        assert _emit.direct[0] == observer.observe
+        plain()
+    assert observer.seen == [("plain", False)]
+
+
 def test_a_light_observer_that_runs_instrumented_code_does_not_recurse() -> None:
     @timed(name="exporter.count")
     def count(name: str) -> int:

@@ -68,13 +68,19 @@ _light: tuple[Callable[[str, int, bool], None], ...] | None = None
 # (`runs_user_code = False`, as `StatsSink` declares): nothing can re-enter the emit path
 # from a sink then, so it needs no re-entrancy guard either.
 _light_unguarded: tuple[Callable[[str, int, bool], None], ...] | None = None
+# ``direct[0]``: the observer the drivers call themselves, instead of `finish`, for an
+# operation without a min_duration of its own. Set when `finish` would do nothing but call it:
+# one unguarded observer is all that listens and no process-wide filter is on. (A list,
+# changed in place, so the drivers read it without a module attribute lookup.)
+direct: list[Callable[[str, int, bool], None] | None] = [None]
 
 
 def _refresh() -> None:
-    # Called under _lock whenever the registry changes.
+    # Called under _lock whenever the registry or the filters change.
     global _light, _light_unguarded
     active[:] = _dispatch
     _light = _light_unguarded = None
+    direct[0] = None
     observers = []
     for sink in _dispatch:
         needs = getattr(sink, "needs", None)
@@ -87,6 +93,13 @@ def _refresh() -> None:
     _light = tuple(observers)
     if all(getattr(sink, "runs_user_code", True) is False for sink in _dispatch):
         _light_unguarded = _light
+        if len(observers) == 1 and _sample_rate >= 1.0 and _min_duration_ns == 0:
+            direct[0] = observers[0]
+
+
+def observer_failed(observe: Callable[..., None], exc: Exception) -> None:
+    """Report that a sink's ``observe`` raised (the caller goes on)."""
+    report_internal_error(f"sink {_owner(observe)}.observe", exc)
 
 
 class RemoveSink:
@@ -161,8 +174,10 @@ _BUCKETS: Final = 0xFFFFFFFF
 def configure_filters(sample_rate: float, min_duration_ns: int) -> None:
     """Set the process-wide record filters (pushed down when settings are applied)."""
     global _sample_rate, _min_duration_ns
-    _sample_rate = sample_rate
-    _min_duration_ns = min_duration_ns
+    with _lock:
+        _sample_rate = sample_rate
+        _min_duration_ns = min_duration_ns
+        _refresh()
 
 
 def _sampled_out(snapshot: _state.Snapshot) -> bool:
@@ -247,7 +262,7 @@ def finish(
                 try:
                     observe(name, duration, failure)
                 except Exception as exc:
-                    report_internal_error(f"sink {_owner(observe)}.observe", exc)
+                    observer_failed(observe, exc)
             return
         light = _light
         if light is not None:
@@ -257,7 +272,7 @@ def finish(
                     try:
                         observe(name, duration, failure)
                     except Exception as exc:
-                        report_internal_error(f"sink {_owner(observe)}.observe", exc)
+                        observer_failed(observe, exc)
             finally:
                 _emitting.discard(me)
             return

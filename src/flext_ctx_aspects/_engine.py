@@ -70,6 +70,8 @@ KIND_OVERRIDES: Final[dict[str, CallableKind]] = {
 _disabled = False
 _measure_all_generators = False
 _sinks: Final = _emit.active
+_direct: Final = _emit.direct
+_observer_failed: Final = _emit.observer_failed
 _finish: Final = _emit.finish
 _clock: Final = time.perf_counter_ns
 _get: Final = _state.get
@@ -366,6 +368,9 @@ def _sync_driver(plan: _Plan) -> Wrapper:
     if len(plan.timings) == 1 and update is None and not plan.befores and not plan.afters:
         # @timed alone, the most common aspect: nothing but the timing on the call path.
         timed_spec = plan.timings[0]
+        # Statistics alone listening (`_emit.direct`): the driver feeds them itself.
+        name = timed_spec.name
+        direct_ok = timed_spec.min_duration_ns == 0
 
         def call_timed_only(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -382,14 +387,28 @@ def _sync_driver(plan: _Plan) -> Wrapper:
                 # A sink may raise a BaseException (Ctrl-C): the scope is closed regardless.
                 try:
                     if _sinks:
-                        _finish(timed_spec, start, end, exc, metadata)
+                        observe = _direct[0]
+                        if observe is not None and direct_ok:
+                            try:
+                                observe(name, end - start, True)  # noqa: FBT003 - observe() is positional
+                            except Exception as failure:
+                                _observer_failed(observe, failure)
+                        else:
+                            _finish(timed_spec, start, end, exc, metadata)
                 finally:
                     _pop_op(operation)
                 raise
             end = _clock()
             try:
                 if _sinks:
-                    _finish(timed_spec, start, end, None, metadata)
+                    observe = _direct[0]
+                    if observe is not None and direct_ok:
+                        try:
+                            observe(name, end - start, False)  # noqa: FBT003 - observe() is positional
+                        except Exception as failure:
+                            _observer_failed(observe, failure)
+                    else:
+                        _finish(timed_spec, start, end, None, metadata)
             finally:
                 _pop_op(operation)
             return result
@@ -400,6 +419,8 @@ def _sync_driver(plan: _Plan) -> Wrapper:
         # Fields and one timing: a fused stack.
         spec = plan.timings[0]
         scoped_update: Updater = update
+        spec_name = spec.name
+        spec_direct_ok = spec.min_duration_ns == 0
 
         def call_timed(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -420,7 +441,14 @@ def _sync_driver(plan: _Plan) -> Wrapper:
                 end = _clock()
                 try:
                     if _sinks:
-                        _finish(spec, start, end, exc, metadata)
+                        observe = _direct[0]
+                        if observe is not None and spec_direct_ok:
+                            try:
+                                observe(spec_name, end - start, True)  # noqa: FBT003 - observe() is positional
+                            except Exception as failure:
+                                _observer_failed(observe, failure)
+                        else:
+                            _finish(spec, start, end, exc, metadata)
                 finally:
                     _pop_op(operation)
                     if token is not None:
@@ -429,7 +457,14 @@ def _sync_driver(plan: _Plan) -> Wrapper:
             end = _clock()
             try:
                 if _sinks:
-                    _finish(spec, start, end, None, metadata)
+                    observe = _direct[0]
+                    if observe is not None and spec_direct_ok:
+                        try:
+                            observe(spec_name, end - start, False)  # noqa: FBT003 - observe() is positional
+                        except Exception as failure:
+                            _observer_failed(observe, failure)
+                    else:
+                        _finish(spec, start, end, None, metadata)
             finally:
                 _pop_op(operation)
                 if token is not None:
