@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from flext_ctx_aspects._advice import arg, from_call
 from flext_ctx_aspects._engine import is_enabled, set_enabled
+from flext_ctx_aspects._native import implementation
 from flext_ctx_aspects.aspects import request_scope, service, timed, with_correlation
 from flext_ctx_aspects.constants import FlextConstants
 from flext_ctx_aspects.facade import FlextContext
@@ -46,6 +47,7 @@ __all__ = [
     "arg",
     "current_settings",
     "from_call",
+    "implementation",
     "is_enabled",
     "request_scope",
     "service",

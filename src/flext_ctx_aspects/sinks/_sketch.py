@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ddsketch import LogCollapsingLowestDenseDDSketch
 from ddsketch.mapping import LogarithmicMapping
 
+from flext_ctx_aspects._native import speedups
 from flext_ctx_aspects.errors import ConfigError
 
 __all__ = [
     "BIN_LIMIT",
+    "COMPILED",
+    "COUNTER_LIMIT",
     "MAX_KEY",
     "MULTIPLIER",
     "NO_MIN",
@@ -45,6 +48,8 @@ _log2: Final = math.log2
 _ceil: Final = math.ceil
 MAX_KEY: Final = _ceil(63 * _MULTIPLIER)
 MULTIPLIER: Final = _MULTIPLIER
+# The most a counter (count, errors, zero_count, a bin) holds: a C long long when compiled.
+COUNTER_LIMIT: Final = (1 << 63) - 1
 NO_MIN: Final = 1 << 64  # min_ns of a digest that holds nothing yet
 # Most bins one digest keeps: every key a duration can have (8 bytes each, ~17.5 KB). So
 # the collapsing rule in add_key is a guard that real durations never reach: the 1% bound
@@ -58,14 +63,66 @@ def bin_key(duration_ns: int) -> int:
     return _ceil(_log2(duration_ns) * _MULTIPLIER)
 
 
-class Digest:
+def _python_add(digest: Digest, duration_ns: int, failed: bool) -> None:
+    # The pure-Python Digest.add, and the compiled one's path for what it does not cover.
+    if duration_ns < digest.min_ns:  # noqa: PLR1730 - the same comparisons as the C path
+        digest.min_ns = duration_ns
+    if duration_ns > digest.max_ns:  # noqa: PLR1730
+        digest.max_ns = duration_ns
+    digest.count += 1
+    digest.total_ns += duration_ns
+    if failed:
+        digest.errors += 1
+    if duration_ns <= 0:
+        digest.zero_count += 1
+        return
+    key = bin_key(duration_ns)
+    index = key - digest.offset
+    bins = digest.bins
+    if 0 <= index < len(bins):
+        bins[index] += 1
+    else:
+        digest.add_key(key, 1)
+
+
+class _PythonDigestCore:
+    """The pure-Python state and ``add`` of a digest (``_speedups.DigestCore`` compiled)."""
+
+    __slots__ = ("bins", "count", "errors", "max_ns", "min_ns", "offset", "total_ns", "zero_count")
+    count: int
+    errors: int
+    zero_count: int
+    offset: int
+    total_ns: int
+    min_ns: int
+    max_ns: int
+    bins: array[int]
+
+    add = _python_add
+
+
+if TYPE_CHECKING:
+    _DigestCore = _PythonDigestCore
+else:
+    _DigestCore = _PythonDigestCore if speedups is None else speedups.DigestCore
+# True when Digest.add is the compiled one (StatsSink then calls it instead of inlining).
+COMPILED: Final = _DigestCore is not _PythonDigestCore
+if speedups is not None:
+    speedups.set_multiplier(_MULTIPLIER)
+
+
+class Digest(_DigestCore):
     """Exact counters and DDSketch bins of one operation's durations (nanoseconds).
 
     Not thread-safe: each thread writes its own digests (see ``StatsSink``); merging and
-    reading happen on copies or on digests no thread writes any more.
+    reading happen on copies or on digests no thread writes any more. ``add`` is compiled
+    when the compiled parts are (``flext_ctx_aspects.implementation``); the state and the
+    outcome are the same either way. Counters (``count``, ``errors``, ``zero_count``) hold
+    up to ``2**63 - 1``; totals, minimum and maximum are unbounded ints.
     """
 
-    __slots__ = ("bins", "count", "errors", "max_ns", "min_ns", "offset", "total_ns", "zero_count")
+    __slots__ = ()
+    _add_generic = _python_add
 
     def __init__(self) -> None:
         self.count = 0
@@ -75,24 +132,7 @@ class Digest:
         self.max_ns = 0
         self.zero_count = 0
         self.offset = 0  # bin key of bins[0]
-        self.bins: array[int] = array("Q")
-
-    def add(self, duration_ns: int, failed: bool) -> None:
-        """Add one duration (the reference path; ``StatsSink.emit`` inlines it)."""
-        self.min_ns = min(self.min_ns, duration_ns)
-        self.max_ns = max(self.max_ns, duration_ns)
-        self.count += 1
-        self.total_ns += duration_ns
-        if failed:
-            self.errors += 1
-        if duration_ns <= 0:
-            self.zero_count += 1
-            return
-        index = bin_key(duration_ns) - self.offset
-        if 0 <= index < len(self.bins):
-            self.bins[index] += 1
-        else:
-            self.add_key(index + self.offset, 1)
+        self.bins = array("Q")
 
     def add_key(self, key: int, weight: int) -> None:
         """Add ``weight`` to bin ``key``, growing the dense bin range to hold it.
@@ -219,7 +259,8 @@ class Digest:
         if not isinstance(data, dict):
             raise ConfigError(where, "operation", "an object", describe(data))
         for key in ("count", "errors", "total_ns", "min_ns", "max_ns"):
-            setattr(digest, key, _natural(data.get(key), where, key))
+            limit = COUNTER_LIMIT if key in ("count", "errors") else None
+            setattr(digest, key, _natural(data.get(key), where, key, limit))
         if digest.count == 0:
             digest.min_ns = NO_MIN
         sketch = data.get("sketch")
@@ -250,9 +291,12 @@ class Digest:
         return digest
 
 
-def _natural(value: Any, where: str, key: str) -> int:
-    if type(value) is not int or value < 0:
-        raise ConfigError(where, key, "a non-negative integer", describe(value))
+def _natural(value: Any, where: str, key: str, limit: int | None = COUNTER_LIMIT) -> int:
+    if type(value) is not int or value < 0 or (limit is not None and value > limit):
+        expected = "a non-negative integer"
+        if limit is not None:
+            expected += " up to 2**63 - 1"
+        raise ConfigError(where, key, expected, describe(value))
     return value
 
 

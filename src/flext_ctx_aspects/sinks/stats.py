@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Final
 
 from flext_ctx_aspects.errors import ConfigError
 from flext_ctx_aspects.records import OperationRecord
-from flext_ctx_aspects.sinks._sketch import MULTIPLIER, Digest, describe
+from flext_ctx_aspects.sinks._sketch import COMPILED, MULTIPLIER, Digest, describe
 
 __all__ = [
     "MAX_OPERATIONS",
@@ -183,42 +183,74 @@ class StatsSink:
         self._retired: dict[str, Digest] = {}
         self._names: set[str] = set()
 
-    def emit(self, record: OperationRecord) -> None:
-        """Add one record (its name, duration and status)."""
-        self.observe(record.name, record.duration_ns, record.status != "ok")
+    if COMPILED:
+        # Digest.add is compiled: one call does what the pure-Python path inlines below.
 
-    def observe(self, name: str, duration: int, failed: bool) -> None:
-        """Add one operation by its name, duration (ns) and outcome.
+        def emit(self, record: OperationRecord) -> None:
+            """Add one record (its name, duration and status)."""
+            name = record.name
+            try:
+                shard = self._local.shard
+            except AttributeError:
+                shard = self._new_shard()
+            digest = shard.get(name)
+            if digest is None:
+                digest = self._new_digest(shard, name)
+            digest.add(record.duration_ns, record.status != "ok")
 
-        What the emit path calls instead of `emit` when every registered sink reads only
-        these (`needs`): no record is built for them.
-        """
-        try:
-            shard = self._local.shard
-        except AttributeError:
-            shard = self._new_shard()
-        digest = shard.get(name)
-        if digest is None:
-            digest = self._new_digest(shard, name)
-        # Digest.add, inlined: this is the per-record path.
-        digest.count += 1
-        digest.total_ns += duration
-        if duration < digest.min_ns:  # noqa: PLR1730 - min() costs a call per record
-            digest.min_ns = duration
-        if duration > digest.max_ns:  # noqa: PLR1730 - max() costs a call per record
-            digest.max_ns = duration
-        if failed:
-            digest.errors += 1
-        if duration > 0:
-            key = _ceil(_log2(duration) * MULTIPLIER)  # _sketch.bin_key, inlined
-            index = key - digest.offset
-            bins = digest.bins
-            if 0 <= index < len(bins):
-                bins[index] += 1
+        def observe(self, name: str, duration: int, failed: bool) -> None:
+            """Add one operation by its name, duration (ns) and outcome.
+
+            What the emit path calls instead of `emit` when every registered sink reads only
+            these (`needs`): no record is built for them.
+            """
+            try:
+                shard = self._local.shard
+            except AttributeError:
+                shard = self._new_shard()
+            digest = shard.get(name)
+            if digest is None:
+                digest = self._new_digest(shard, name)
+            digest.add(duration, failed)
+
+    else:
+
+        def emit(self, record: OperationRecord) -> None:
+            """Add one record (its name, duration and status)."""
+            self.observe(record.name, record.duration_ns, record.status != "ok")
+
+        def observe(self, name: str, duration: int, failed: bool) -> None:
+            """Add one operation by its name, duration (ns) and outcome.
+
+            What the emit path calls instead of `emit` when every registered sink reads only
+            these (`needs`): no record is built for them.
+            """
+            try:
+                shard = self._local.shard
+            except AttributeError:
+                shard = self._new_shard()
+            digest = shard.get(name)
+            if digest is None:
+                digest = self._new_digest(shard, name)
+            # Digest.add, inlined: this is the per-record path.
+            digest.count += 1
+            digest.total_ns += duration
+            if duration < digest.min_ns:  # noqa: PLR1730 - min() costs a call per record
+                digest.min_ns = duration
+            if duration > digest.max_ns:  # noqa: PLR1730 - max() costs a call per record
+                digest.max_ns = duration
+            if failed:
+                digest.errors += 1
+            if duration > 0:
+                key = _ceil(_log2(duration) * MULTIPLIER)  # _sketch.bin_key, inlined
+                index = key - digest.offset
+                bins = digest.bins
+                if 0 <= index < len(bins):
+                    bins[index] += 1
+                else:
+                    digest.add_key(key, 1)
             else:
-                digest.add_key(key, 1)
-        else:
-            digest.zero_count += 1
+                digest.zero_count += 1
 
     def _new_shard(self) -> dict[str, Digest]:
         shard: dict[str, Digest] = {}

@@ -1,0 +1,247 @@
+"""The implementation switch and the compiled parts: the same outcome as pure Python.
+
+The oracle of the compiled ``Digest.add`` is the pure-Python one (``_python_add`` on the
+pure-Python state class), fed the same sequences; every attribute is compared after every
+step. The whole suite also runs with ``FLEXT_CTX_PURE_PYTHON=1`` in CI (.ci/run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from array import array
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flext_ctx_aspects
+from flext_ctx_aspects import _native
+from flext_ctx_aspects.sinks import _sketch
+from flext_ctx_aspects.sinks.stats import StatsSink
+
+ROOT = Path(__file__).resolve().parents[1]
+compiled_only = pytest.mark.skipif(
+    _native.speedups is None, reason="the compiled module is not built or is switched off"
+)
+STATE = ("count", "errors", "zero_count", "offset", "total_ns", "min_ns", "max_ns")
+
+
+_PRINT_IMPLEMENTATION = "import flext_ctx_aspects as f; print(f.implementation)"
+
+
+def _default() -> str:
+    # What a fresh interpreter without the variable runs (this one may run with it set).
+    return _run(_PRINT_IMPLEMENTATION).stdout.strip()
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != _native.ENVIRONMENT_VARIABLE}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-W", "always", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+        timeout=60,
+    )
+
+
+def test_implementation_is_pinned_and_consistent() -> None:
+    assert flext_ctx_aspects.implementation in ("compiled", "python")
+    assert "implementation" in flext_ctx_aspects.__all__
+    assert (flext_ctx_aspects.implementation == "compiled") == _sketch.COMPILED
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", " on "])
+def test_the_environment_variable_forces_pure_python(value: str) -> None:
+    run = _run(
+        "import flext_ctx_aspects as f, flext_ctx_aspects.sinks._sketch as s;"
+        "print(f.implementation, s.COMPILED)",
+        FLEXT_CTX_PURE_PYTHON=value,
+    )
+    assert run.stdout.split() == ["python", "False"]
+
+
+@pytest.mark.parametrize("value", ["0", "false", "", "off"])
+def test_false_values_leave_the_default(value: str) -> None:
+    run = _run(_PRINT_IMPLEMENTATION, FLEXT_CTX_PURE_PYTHON=value)
+    assert run.stdout.strip() == _default()
+    assert "Warning" not in run.stderr
+
+
+def test_a_value_that_is_no_boolean_is_dropped_with_a_warning() -> None:
+    run = _run(_PRINT_IMPLEMENTATION, FLEXT_CTX_PURE_PYTHON="maybe")
+    assert run.stdout.strip() == _default()
+    assert "FLEXT_CTX_PURE_PYTHON='maybe' is not a boolean" in run.stderr
+
+
+# --- the compiled Digest.add against the pure-Python one ----------------------------------------
+
+
+class PureDigest(_sketch._PythonDigestCore):
+    """The pure-Python digest, whatever implementation is active (the oracle)."""
+
+    __slots__ = ()
+    _add_generic = _sketch._python_add
+    add_key = _sketch.Digest.add_key
+    __init__ = _sketch.Digest.__init__
+
+
+def _state(digest: Any) -> tuple[Any, ...]:
+    return (*(getattr(digest, name) for name in STATE), digest.bins.tolist())
+
+
+def _durations(seed: int) -> list[Any]:
+    rng = random.Random(seed)
+    values: list[Any] = [0, -5, 1, 2, 3, 2**62, 2**63 - 1, 2**63, 2**70, 10**30, 7.5, True]
+    for _ in range(3000):
+        scale = rng.choice((10**3, 10**6, 10**9, 10**12))
+        values.append(rng.randint(1, scale))
+    rng.shuffle(values)
+    return values
+
+
+@compiled_only
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_compiled_add_matches_pure_python_step_by_step(seed: int) -> None:
+    compiled, pure = _sketch.Digest(), PureDigest()
+    assert type(compiled).add is not PureDigest.add
+    rng = random.Random(seed)
+    for duration in _durations(seed):
+        failed = rng.choice((False, True, 0, 1, "", "x"))
+        compiled.add(duration, failed)
+        pure.add(duration, failed)
+        assert _state(compiled) == _state(pure), duration
+
+
+@compiled_only
+def test_compiled_bin_key_is_the_mapping_bit_for_bit() -> None:
+    speedups: Any = _native.speedups
+    rng = random.Random(7)
+    samples = [1, 2, 3, 1000, 2**53, 2**53 + 1, 2**62, 2**63 - 1]
+    samples += [rng.randint(1, 2 ** rng.randint(1, 62)) for _ in range(20000)]
+    for duration in samples:
+        assert speedups.bin_key(duration) == _sketch.bin_key(duration), duration
+    with pytest.raises(ValueError, match="positive"):
+        speedups.bin_key(0)
+
+
+@compiled_only
+def test_compiled_add_takes_the_python_path_for_what_it_does_not_cover() -> None:
+    digest = _sketch.Digest()
+    digest.add(1000, False)
+    digest.bins = array("d", [0.0] * len(digest.bins))  # not the array('Q') of the fast path
+    before = digest.bins[0]
+    digest.add(1000, False)
+    assert digest.count == 2
+    assert digest.bins[0] == before + 1
+    with pytest.raises(TypeError, match="2 arguments"):
+        digest.add(1)  # type: ignore[call-arg]
+
+
+@compiled_only
+def test_a_failing_comparison_leaves_the_digest_unchanged() -> None:
+    digest = _sketch.Digest()
+    digest.add(10, False)
+    digest.min_ns = "not a number"  # type: ignore[assignment]
+    snapshot = (digest.count, digest.total_ns, digest.bins.tolist())
+    with pytest.raises(TypeError):
+        digest.add(20, False)
+    assert (digest.count, digest.total_ns, digest.bins.tolist()) == snapshot
+
+
+def test_statistics_are_the_same_in_both_implementations() -> None:
+    code = """
+        import json, random
+        from flext_ctx_aspects.sinks import StatsSink
+        sink = StatsSink()
+        rng = random.Random(5)
+        for i in range(5000):
+            sink.observe(f"op{i % 7}", rng.randint(0, 10**rng.randint(1, 10)), i % 13 == 0)
+        print(json.dumps(sink.to_json(), sort_keys=True))
+    """
+    compiled = _run(code).stdout
+    pure = _run(code, FLEXT_CTX_PURE_PYTHON="1").stdout
+    assert compiled == pure
+    assert '"count": ' in compiled
+
+
+def test_both_observe_paths_feed_the_same_digest() -> None:
+    # emit (records) and observe (the light path) are written per implementation: one check.
+    sink = StatsSink()
+    sink.observe("a", 1500, False)
+    sink.observe("a", 0, True)
+    stats = sink.get("a")
+    assert stats is not None
+    assert (stats.count, stats.errors, stats.min_ns, stats.max_ns) == (2, 1, 0, 1500)
+
+
+# --- the build hook ------------------------------------------------------------------------------
+
+
+def _hook() -> Any:
+    spec = importlib.util.spec_from_file_location("hatch_build_under_test", ROOT / "hatch_build.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_without_a_compiler_the_build_says_so_and_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = _hook()
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    monkeypatch.delenv("FLEXT_CTX_PURE_PYTHON", raising=False)
+    messages: list[str] = []
+    assert hook.build_speedups(messages.append) is None
+    assert len(messages) == 1
+    assert "no C compiler" in messages[0]
+    assert "pure-Python implementation" in messages[0]
+
+
+def test_a_failing_compile_says_so_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hook = _hook()
+    failing = tmp_path / "cc"
+    failing.write_text("#!/bin/sh\necho 'cc: internal error' >&2\nexit 1\n", encoding="utf-8")
+    failing.chmod(0o755)
+    monkeypatch.setenv("CC", str(failing))
+    monkeypatch.delenv("FLEXT_CTX_PURE_PYTHON", raising=False)
+    monkeypatch.setattr(hook, "extension_path", lambda: tmp_path / "_speedups.so")
+    messages: list[str] = []
+    assert hook.build_speedups(messages.append) is None
+    assert "compiling the C module failed" in messages[0]
+    assert "cc: internal error" in messages[0]
+
+
+def test_the_build_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = _hook()
+    monkeypatch.setenv("FLEXT_CTX_PURE_PYTHON", "1")
+    messages: list[str] = []
+    assert hook.build_speedups(messages.append) is None
+    assert "FLEXT_CTX_PURE_PYTHON is set" in messages[0]
+
+
+def test_the_compile_command_is_this_pythons(tmp_path: Path) -> None:
+    hook = _hook()
+    command = hook.compile_command(tmp_path / "out.so")
+    assert any(part.startswith("-I") and "include" in part for part in command)
+    assert command[-2:] == ["-o", str(tmp_path / "out.so")]
+    assert str(hook.SOURCE) in command
+
+
+@pytest.mark.parametrize("key", ["count", "errors"])
+def test_saved_counters_beyond_a_long_long_are_refused_clearly(key: str) -> None:
+    from flext_ctx_aspects.errors import ConfigError
+
+    entry = _sketch.Digest().to_json()
+    entry[key] = 2**64
+    with pytest.raises(ConfigError, match=r"up to 2\*\*63 - 1"):
+        _sketch.Digest.from_json(entry, "stats.json, operations[0]")
