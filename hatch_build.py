@@ -21,7 +21,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 SOURCE = ROOT / "src" / "flext_ctx_aspects" / "_speedups.c"
-PURE_MESSAGE = "installing the pure-Python implementation (same behaviour, slower statistics)"
+PURE_MESSAGE = "installing the pure-Python implementation (same behaviour, slower)"
 
 
 def extension_path() -> Path:

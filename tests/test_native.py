@@ -245,3 +245,81 @@ def test_saved_counters_beyond_a_long_long_are_refused_clearly(key: str) -> None
     entry[key] = 2**64
     with pytest.raises(ConfigError, match=r"up to 2\*\*63 - 1"):
         _sketch.Digest.from_json(entry, "stats.json, operations[0]")
+
+
+# --- the compiled drivers ------------------------------------------------------------------------
+
+
+def _caller_name() -> str:
+    return sys._getframe(1).f_code.co_name
+
+
+@compiled_only
+@pytest.mark.parametrize("stack", ["timed", "service", "fused"])
+def test_a_compiled_driver_adds_no_python_frame(stack: str) -> None:
+    from flext_ctx_aspects import service, timed, with_correlation
+
+    decorate = {
+        "timed": timed,
+        "service": service("svc"),
+        "fused": lambda f: with_correlation(service("svc")(timed(f))),
+    }[stack]
+    probe = decorate(_caller_name)
+    assert type(probe._self_wrapper).__name__ == "Driver"
+
+    def the_caller() -> str:
+        return probe()
+
+    assert the_caller() == "the_caller"
+
+
+def test_sinks_run_while_the_bodys_exception_is_being_handled() -> None:
+    # The Python driver records inside its `except BaseException` block; so does the C one.
+    from flext_ctx_aspects import timed
+    from flext_ctx_aspects.sinks import add_sink
+
+    seen: list[BaseException | None] = []
+
+    class ExcInfoSink:
+        def emit(self, record: object) -> None:
+            seen.append(sys.exc_info()[1])
+
+    @timed(name="fails")
+    def fails() -> None:
+        raise KeyError("body")
+
+    with add_sink(ExcInfoSink()), pytest.raises(KeyError) as raised:
+        fails()
+    assert seen == [raised.value]
+    assert sys.exc_info() == (None, None, None)
+
+
+def test_a_base_exception_from_a_sink_replaces_the_bodys_chained_to_it() -> None:
+    from flext_ctx_aspects import timed
+    from flext_ctx_aspects.sinks import add_sink
+
+    class Interrupting:
+        def emit(self, record: object) -> None:
+            raise KeyboardInterrupt
+
+    @timed(name="fails")
+    def fails() -> None:
+        raise KeyError("body")
+
+    with add_sink(Interrupting()), pytest.raises(KeyboardInterrupt) as raised:
+        fails()
+    assert isinstance(raised.value.__context__, KeyError)
+    from flext_ctx_aspects._state import get_operation
+
+    assert get_operation() is None  # the operation scope was closed regardless
+
+
+@compiled_only
+def test_a_driver_needs_something_to_do() -> None:
+    speedups: Any = _native.speedups
+    with pytest.raises(ValueError, match="update, a timing spec or both"):
+        speedups.Driver(None, "m", None, None, direct_ok=False)
+    driver = speedups.Driver(lambda s, i, a, k: s, "m", None, None, direct_ok=False)
+    with pytest.raises(TypeError, match="positionally"):
+        driver(len, None, ())
+    assert driver(len, None, ([1, 2],), {}) == 2

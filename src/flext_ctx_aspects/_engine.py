@@ -39,6 +39,7 @@ from flext_ctx_aspects._advice import Advice, Call, CallableKind, Target
 from flext_ctx_aspects._compile import Updater, compile_update
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects._emit import TimingSpec
+from flext_ctx_aspects._native import speedups
 from flext_ctx_aspects.fields import field_by_name
 
 try:  # The C implementation; wrapt falls back to pure Python where it has no extension.
@@ -84,6 +85,22 @@ _restore: Final = _state.restore
 _restore_op: Final = _state.restore_operation
 _copy_context: Final = contextvars.copy_context
 
+# The compiled drivers (the sync shapes without hooks) read the same shared state.
+_compiled_driver: Final[Callable[..., Wrapper] | None] = (
+    None if speedups is None else speedups.Driver
+)
+if speedups is not None:
+    speedups.configure_drivers(
+        _sinks,
+        _direct,
+        _finish,
+        _observer_failed,
+        report_internal_error,
+        _state._snapshot,
+        _state._operation,
+        _clock,
+    )
+
 
 def set_enabled(enabled: bool) -> None:
     """Switch every aspect on or off at runtime, process-wide.
@@ -93,6 +110,8 @@ def set_enabled(enabled: bool) -> None:
     """
     global _disabled
     _disabled = not enabled
+    if speedups is not None:
+        speedups.set_disabled(_disabled)
 
 
 def set_measure_generator_body(enabled: bool) -> None:
@@ -338,12 +357,18 @@ def _exit(
             report_internal_error(f"after-hook of an aspect on {plan.target.qualname}", exc)
 
 
+def _fields_failure(qualname: str) -> str:
+    return f"computing context fields for {qualname}"
+
+
 def _sync_driver(plan: _Plan) -> Wrapper:
     update = plan.update
     qualname = plan.target.qualname
     if not plan.timings and not plan.befores and not plan.afters:
         if update is None:
             return _pass_through
+        if _compiled_driver is not None:
+            return _compiled_driver(update, _fields_failure(qualname), None, None, direct_ok=False)
 
         def call_in_scope(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -353,7 +378,7 @@ def _sync_driver(plan: _Plan) -> Wrapper:
             try:
                 token = _push(update(_get(), instance, args, kwargs))
             except Exception as exc:
-                report_internal_error(f"computing context fields for {qualname}", exc)
+                report_internal_error(_fields_failure(qualname), exc)
             else:
                 try:
                     return wrapped(*args, **kwargs)
@@ -371,6 +396,8 @@ def _sync_driver(plan: _Plan) -> Wrapper:
         # Statistics alone listening (`_emit.direct`): the driver feeds them itself.
         name = timed_spec.name
         direct_ok = timed_spec.min_duration_ns == 0
+        if _compiled_driver is not None:
+            return _compiled_driver(None, _fields_failure(qualname), timed_spec, name, direct_ok)
 
         def call_timed_only(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -421,6 +448,10 @@ def _sync_driver(plan: _Plan) -> Wrapper:
         scoped_update: Updater = update
         spec_name = spec.name
         spec_direct_ok = spec.min_duration_ns == 0
+        if _compiled_driver is not None:
+            return _compiled_driver(
+                update, _fields_failure(qualname), spec, spec_name, spec_direct_ok
+            )
 
         def call_timed(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -430,7 +461,7 @@ def _sync_driver(plan: _Plan) -> Wrapper:
             try:
                 token = _push(scoped_update(_get(), instance, args, kwargs))
             except Exception as exc:
-                report_internal_error(f"computing context fields for {qualname}", exc)
+                report_internal_error(_fields_failure(qualname), exc)
                 token = None
             metadata: dict[str, Any] = {}
             operation = _push_op(metadata)
@@ -698,7 +729,7 @@ def _fast_coroutine_driver(plan: _Plan) -> Wrapper:
                 pushed = update(_get(), instance, args, kwargs)
                 token = _push(pushed)
             except Exception as exc:
-                report_internal_error(f"computing context fields for {qualname}", exc)
+                report_internal_error(_fields_failure(qualname), exc)
         coroutine = wrapped(*args, **kwargs) if pending is None else pending.coroutine
         if spec is None:
             try:

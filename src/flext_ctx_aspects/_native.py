@@ -5,7 +5,8 @@ The compiled module is built when the package is installed on a machine with a C
 identically (the test suite runs against each). Setting ``FLEXT_CTX_PURE_PYTHON=1`` before
 the first import forces pure Python, as ``WRAPT_DISABLE_EXTENSIONS`` does for wrapt.
 
-Compiled today: the per-record path of the statistics sink (``_sketch.Digest.add``).
+Compiled today: the per-record path of the statistics sink (``_sketch.Digest.add``) and the
+sync drivers without hooks (``_speedups.Driver``, used by ``_engine._sync_driver``).
 """
 
 from __future__ import annotations
@@ -62,5 +63,6 @@ implementation: Final[Literal["compiled", "python"]] = "python" if speedups is N
 """``"compiled"`` when the compiled parts are built and loaded, else ``"python"``.
 
 ``FLEXT_CTX_PURE_PYTHON=1`` before the first import forces ``"python"``. Both behave
-identically; the compiled parts are faster (today: the statistics digest).
+identically; the compiled parts are faster (today: the statistics digest and the sync
+drivers, which also add no Python frame between a caller and a decorated function).
 """

@@ -13,12 +13,24 @@
  * The bin key is the one ddsketch's LogarithmicMapping computes, ceil(log2(d) * multiplier),
  * with the multiplier handed over by the Python module (set_multiplier), so both
  * implementations compute the same double, bit for bit.
+ *
+ * Driver: the per-call wrapper function of the sync shapes that carry no hooks (fields
+ * only, one timing only, fields and one timing): what _engine._sync_driver returns as
+ * call_in_scope / call_timed_only / call_timed in pure Python, line for line the same steps
+ * and the same calls into Python (the compiled snapshot update, _emit.finish, the direct
+ * observer, report_internal_error). wrapt's C FunctionWrapper calls it; being C, it adds no
+ * Python frame between the caller and the wrapped function.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
+
+#ifndef Py_TPFLAGS_HAVE_VECTORCALL
+#define Py_TPFLAGS_HAVE_VECTORCALL _Py_TPFLAGS_HAVE_VECTORCALL
+#endif
 
 static double multiplier = 0.0;
 
@@ -172,6 +184,382 @@ static PyTypeObject DigestCoreType = {
     .tp_new = PyType_GenericNew,
 };
 
+
+/* --- exceptions, across the Python versions -------------------------------------------- */
+
+static PyObject *
+fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+/* Raise `exc` again (steals the reference). */
+static void
+restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* A new exception is pending while `handled` was being handled: chain it as Python does
+ * (new.__context__ = handled). Steals `handled`. */
+static void
+chain_pending(PyObject *handled)
+{
+    if (handled == NULL) {
+        return;
+    }
+    PyObject *pending = fetch_exception();
+    if (pending != NULL && pending != handled) {
+        PyException_SetContext(pending, handled); /* steals handled */
+    }
+    else {
+        Py_DECREF(handled);
+    }
+    if (pending != NULL) {
+        restore_exception(pending);
+    }
+}
+
+/* --- the shared state of every driver (configure_drivers) ------------------------------ */
+
+static PyObject *g_sinks = NULL;            /* _emit.active: a list, non-empty = listening */
+static PyObject *g_direct = NULL;           /* _emit.direct: [observer or None] */
+static PyObject *g_finish = NULL;           /* _emit.finish */
+static PyObject *g_observer_failed = NULL;  /* _emit.observer_failed */
+static PyObject *g_report = NULL;           /* _diagnostics.report_internal_error */
+static PyObject *g_snapshot = NULL;         /* _state._snapshot (ContextVar) */
+static PyObject *g_operation = NULL;        /* _state._operation (ContextVar) */
+static PyObject *g_clock = NULL;            /* time.perf_counter_ns */
+static int g_disabled = 0;                  /* _engine.set_enabled(False) */
+
+/* time.perf_counter_ns(), without a call where the clock is known to be the same one. */
+static int
+now_ns(long long *out)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyTime_t value;
+    if (PyTime_PerfCounter(&value) < 0) {
+        return -1;
+    }
+    *out = (long long)value;
+    return 0;
+#elif defined(__linux__)
+    /* CPython's perf_counter on Linux is clock_gettime(CLOCK_MONOTONIC). */
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    *out = (long long)ts.tv_sec * 1000000000LL + (long long)ts.tv_nsec;
+    return 0;
+#else
+    PyObject *value = PyObject_CallNoArgs(g_clock);
+    if (value == NULL) {
+        return -1;
+    }
+    *out = PyLong_AsLongLong(value);
+    Py_DECREF(value);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+#endif
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *update;   /* the compiled snapshot update, or NULL (no fields) */
+    PyObject *message;  /* "computing context fields for <qualname>" */
+    PyObject *spec;     /* the TimingSpec, or NULL (no timing) */
+    PyObject *name;     /* spec.name */
+    int direct_ok;      /* the spec has no min_duration of its own */
+    vectorcallfunc vectorcall;
+} Driver;
+
+static void
+Driver_dealloc(Driver *self)
+{
+    Py_XDECREF(self->update);
+    Py_XDECREF(self->message);
+    Py_XDECREF(self->spec);
+    Py_XDECREF(self->name);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The update raised: an Exception is reported and the call goes on without the fields (1);
+ * anything else (a BaseException, a failing report) propagates (0). */
+static int
+fields_failed(Driver *self)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return 0;
+    }
+    PyObject *exc = fetch_exception();
+    PyObject *reported = PyObject_CallFunctionObjArgs(g_report, self->message, exc, NULL);
+    if (reported == NULL) {
+        chain_pending(exc);
+        return 0;
+    }
+    Py_DECREF(reported);
+    Py_DECREF(exc);
+    return 1;
+}
+
+/* Record the finished call: the direct observer, or _emit.finish. 0, or -1 with an error. */
+static int
+record_call(Driver *self, long long start, long long end, PyObject *exc, PyObject *metadata)
+{
+    if (PyList_GET_SIZE(g_sinks) == 0) {
+        return 0;
+    }
+    PyObject *observe = PyList_GET_ITEM(g_direct, 0);
+    PyObject *result;
+    if (observe != Py_None && self->direct_ok) {
+        Py_INCREF(observe);
+        PyObject *duration = PyLong_FromLongLong(end - start);
+        if (duration == NULL) {
+            Py_DECREF(observe);
+            return -1;
+        }
+        result = PyObject_CallFunctionObjArgs(observe, self->name, duration,
+                                              exc != NULL ? Py_True : Py_False, NULL);
+        Py_DECREF(duration);
+        if (result == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyObject *failure = fetch_exception();
+            result = PyObject_CallFunctionObjArgs(g_observer_failed, observe, failure, NULL);
+            if (result == NULL) {
+                chain_pending(failure);
+            }
+            else {
+                Py_DECREF(failure);
+            }
+        }
+        Py_DECREF(observe);
+    }
+    else {
+        PyObject *start_ns = PyLong_FromLongLong(start);
+        PyObject *end_ns = PyLong_FromLongLong(end);
+        if (start_ns == NULL || end_ns == NULL) {
+            Py_XDECREF(start_ns);
+            Py_XDECREF(end_ns);
+            return -1;
+        }
+        result = PyObject_CallFunctionObjArgs(g_finish, self->spec, start_ns, end_ns,
+                                              exc != NULL ? exc : Py_None, metadata, NULL);
+        Py_DECREF(start_ns);
+        Py_DECREF(end_ns);
+    }
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* `finally: var.reset(token)` with whatever error is pending: a failing reset replaces it,
+ * chained to it, as in Python. Steals `token`. */
+static void
+reset_in_finally(PyObject *var, PyObject *token)
+{
+    if (token == NULL) {
+        return;
+    }
+    PyObject *pending = fetch_exception();
+    int failed = PyContextVar_Reset(var, token) < 0;
+    Py_DECREF(token);
+    if (failed) {
+        chain_pending(pending);
+    }
+    else if (pending != NULL) {
+        restore_exception(pending);
+    }
+}
+
+static PyObject *
+Driver_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 4 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "a driver takes (wrapped, instance, args, kwargs), positionally");
+        return NULL;
+    }
+    PyObject *wrapped = argv[0], *instance = argv[1], *args = argv[2], *kwargs = argv[3];
+    if (!PyTuple_Check(args) || !PyDict_Check(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "a driver takes a tuple of args and a dict of kwargs");
+        return NULL;
+    }
+    if (g_disabled || g_sinks == NULL) {
+        return PyObject_Call(wrapped, args, kwargs);
+    }
+    PyObject *snapshot_token = NULL;
+    if (self->update != NULL) {
+        PyObject *current = NULL;
+        if (PyContextVar_Get(g_snapshot, NULL, &current) < 0) {
+            return NULL;
+        }
+        PyObject *pushed =
+            PyObject_CallFunctionObjArgs(self->update, current, instance, args, kwargs, NULL);
+        Py_XDECREF(current);
+        if (pushed != NULL) {
+            snapshot_token = PyContextVar_Set(g_snapshot, pushed);
+            Py_DECREF(pushed);
+        }
+        if (snapshot_token == NULL && !fields_failed(self)) {
+            return NULL;
+        }
+    }
+    if (self->spec == NULL) {
+        PyObject *result = PyObject_Call(wrapped, args, kwargs);
+        reset_in_finally(g_snapshot, snapshot_token);
+        if (result != NULL && PyErr_Occurred()) {
+            Py_CLEAR(result);
+        }
+        return result;
+    }
+    PyObject *metadata = PyDict_New();
+    if (metadata == NULL) {
+        reset_in_finally(g_snapshot, snapshot_token);
+        return NULL;
+    }
+    PyObject *operation_token = PyContextVar_Set(g_operation, metadata);
+    long long start = 0, end = 0;
+    if (operation_token == NULL || now_ns(&start) < 0) {
+        Py_DECREF(metadata);
+        reset_in_finally(g_operation, operation_token);
+        reset_in_finally(g_snapshot, snapshot_token);
+        return NULL;
+    }
+    PyObject *result = PyObject_Call(wrapped, args, kwargs);
+    PyObject *exc = result == NULL ? fetch_exception() : NULL;
+    int failed = now_ns(&end) < 0;
+    if (!failed) {
+        if (exc != NULL) {
+            /* Sinks run while the body's exception is the one being handled, as they do
+             * inside the Python driver's `except BaseException` block. */
+            PyObject *saved_type, *saved_value, *saved_traceback;
+            PyErr_GetExcInfo(&saved_type, &saved_value, &saved_traceback);
+            PyErr_SetExcInfo(Py_NewRef((PyObject *)Py_TYPE(exc)), Py_NewRef(exc),
+                             PyException_GetTraceback(exc));
+            failed = record_call(self, start, end, exc, metadata) < 0;
+            PyErr_SetExcInfo(saved_type, saved_value, saved_traceback);
+        }
+        else {
+            failed = record_call(self, start, end, NULL, metadata) < 0;
+        }
+    }
+    Py_DECREF(metadata);
+    if (failed && exc != NULL) {
+        chain_pending(Py_NewRef(exc));
+    }
+    reset_in_finally(g_operation, operation_token);
+    reset_in_finally(g_snapshot, snapshot_token);
+    if (PyErr_Occurred()) {
+        Py_XDECREF(result);
+        Py_XDECREF(exc);
+        return NULL;
+    }
+    if (exc != NULL) {
+        restore_exception(exc);
+        return NULL;
+    }
+    return result;
+}
+
+static PyObject *
+Driver_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"update", "message", "spec", "name", "direct_ok", NULL};
+    PyObject *update, *message, *spec, *name;
+    int direct_ok;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OUOOp", keywords, &update, &message, &spec,
+                                     &name, &direct_ok)) {
+        return NULL;
+    }
+    if (update == Py_None && spec == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "a driver needs an update, a timing spec or both");
+        return NULL;
+    }
+    if (spec != Py_None && !PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "a timed driver needs the operation name as a str");
+        return NULL;
+    }
+    Driver *self = (Driver *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->update = update == Py_None ? NULL : Py_NewRef(update);
+    self->message = Py_NewRef(message);
+    self->spec = spec == Py_None ? NULL : Py_NewRef(spec);
+    self->name = Py_NewRef(name);
+    self->direct_ok = direct_ok;
+    self->vectorcall = (vectorcallfunc)Driver_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyTypeObject DriverType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flext_ctx_aspects._speedups.Driver",
+    .tp_basicsize = sizeof(Driver),
+    .tp_dealloc = (destructor)Driver_dealloc,
+    .tp_vectorcall_offset = offsetof(Driver, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Driver(update, message, spec, name, direct_ok): a compiled sync driver.",
+    .tp_new = Driver_new,
+};
+
+static PyObject *
+configure_drivers(PyObject *module, PyObject *args)
+{
+    PyObject *sinks, *direct, *finish, *observer_failed, *report, *snapshot, *operation, *clock;
+    if (!PyArg_ParseTuple(args, "O!O!OOOOOO", &PyList_Type, &sinks, &PyList_Type, &direct,
+                          &finish, &observer_failed, &report, &snapshot, &operation, &clock)) {
+        return NULL;
+    }
+    if (PyList_GET_SIZE(direct) != 1 || !PyContextVar_CheckExact(snapshot) ||
+        !PyContextVar_CheckExact(operation)) {
+        PyErr_SetString(PyExc_TypeError, "configure_drivers(): unexpected shared state");
+        return NULL;
+    }
+    Py_XSETREF(g_sinks, Py_NewRef(sinks));
+    Py_XSETREF(g_direct, Py_NewRef(direct));
+    Py_XSETREF(g_finish, Py_NewRef(finish));
+    Py_XSETREF(g_observer_failed, Py_NewRef(observer_failed));
+    Py_XSETREF(g_report, Py_NewRef(report));
+    Py_XSETREF(g_snapshot, Py_NewRef(snapshot));
+    Py_XSETREF(g_operation, Py_NewRef(operation));
+    Py_XSETREF(g_clock, Py_NewRef(clock));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+set_disabled(PyObject *module, PyObject *arg)
+{
+    int value = PyObject_IsTrue(arg);
+    if (value < 0) {
+        return NULL;
+    }
+    g_disabled = value;
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 set_multiplier(PyObject *module, PyObject *arg)
 {
@@ -204,6 +592,9 @@ bin_key(PyObject *module, PyObject *arg)
 static PyMethodDef module_methods[] = {
     {"set_multiplier", set_multiplier, METH_O, "Set the bin key multiplier (once, at import)."},
     {"bin_key", bin_key, METH_O, "The bin key add() computes for a positive duration."},
+    {"configure_drivers", configure_drivers, METH_VARARGS,
+     "Hand the drivers the engine's shared state (once, at import of _engine)."},
+    {"set_disabled", set_disabled, METH_O, "set_enabled(False) / (True), for the drivers."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -218,7 +609,7 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&DigestCoreType) < 0) {
+    if (PyType_Ready(&DigestCoreType) < 0 || PyType_Ready(&DriverType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&speedups_module);
@@ -228,6 +619,12 @@ PyInit__speedups(void)
     Py_INCREF(&DigestCoreType);
     if (PyModule_AddObject(module, "DigestCore", (PyObject *)&DigestCoreType) < 0) {
         Py_DECREF(&DigestCoreType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&DriverType);
+    if (PyModule_AddObject(module, "Driver", (PyObject *)&DriverType) < 0) {
+        Py_DECREF(&DriverType);
         Py_DECREF(module);
         return NULL;
     }
