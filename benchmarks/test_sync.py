@@ -3,7 +3,10 @@
 Per call. ``bare`` is the undecorated function; ``floor_timed`` and ``floor_fused`` are the
 hand-written closures of ``floors.py``. The ``*_sink`` variants run with a collecting sink
 registered (the floors always append a record; the library builds none when no sink
-listens, which is its default).
+listens, which is its default). ``floor_c`` is the C floor of ``cfloor.c`` (built by the
+suite; skipped without a compiler); ``timed_python`` / ``fused_python`` are decorated with the
+Python drivers while the compiled ones are active (skipped in pure Python), for the compiled
+vs pure-Python ratios.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from floors import fused_floor, timed_floor
+from flext_ctx_aspects import _engine, implementation
+from floors import c_floor, fused_floor, timed_floor
 from kit import ASPECTS, SERVICE_NAME, SERVICE_VERSION, USER_ID, call_loop
 
 CALLS = 1000
@@ -34,6 +38,9 @@ VARIANTS = [
     "floor_fused",
     "fused",
     "fused_sink",
+    "floor_c",
+    "timed_python",
+    "fused_python",
 ]
 
 
@@ -54,6 +61,19 @@ def test_sync(bench: Any, request: pytest.FixtureRequest, variant: str) -> None:
             func = fused_floor(
                 work, out, name, SERVICE_NAME, SERVICE_VERSION, USER_ID, work.__qualname__
             )
+        elif variant == "floor_c":
+            func = c_floor(work)
+            if func is None:
+                pytest.skip("no C compiler: no C floor")
+        elif variant.endswith("_python"):
+            # The pure-Python engine, decorated in this process: compiled vs Python in one run.
+            if implementation != "compiled":
+                pytest.skip("the compiled parts are not active: nothing to compare")
+            previous = _engine.use_compiled_drivers(enabled=False)
+            try:
+                func = ASPECTS[variant.removesuffix("_python")](work)
+            finally:
+                _engine.use_compiled_drivers(enabled=previous)
         elif variant.endswith("_sink"):
             out = request.getfixturevalue("collecting_sink").records
             func = ASPECTS[variant.removesuffix("_sink")](work)

@@ -323,3 +323,45 @@ def test_a_driver_needs_something_to_do() -> None:
     with pytest.raises(TypeError, match="positionally"):
         driver(len, None, ())
     assert driver(len, None, ([1, 2],), {}) == 2
+
+
+@compiled_only
+@pytest.mark.parametrize("stack", ["timed", "service", "fused"])
+def test_compiled_and_python_drivers_record_the_same(stack: str) -> None:
+    from flext_ctx_aspects import _engine, request_scope, service, timed, with_correlation
+    from flext_ctx_aspects.testing import capture_operations
+
+    decorate = {
+        "timed": timed(name="op"),
+        "service": service("svc"),
+        "fused": lambda f: with_correlation(
+            service("svc")(timed(name="op")(request_scope(user_id="u")(f)))
+        ),
+    }[stack]
+
+    def body(x: int, *, fail: bool = False) -> dict[str, Any]:
+        from flext_ctx_aspects import FlextContext
+
+        if fail:
+            raise LookupError(x)
+        full = FlextContext.Serialization.get_full_context()
+        return {k: v for k, v in full.items() if not k.endswith(("_id", "traceparent"))}
+
+    compiled = decorate(body)
+    previous = _engine.use_compiled_drivers(enabled=False)
+    try:
+        python = decorate(body)
+    finally:
+        _engine.use_compiled_drivers(enabled=previous)
+    assert type(compiled._self_wrapper).__name__ == "Driver"
+    assert type(python._self_wrapper).__name__ == "function"
+
+    def outcome(function: Any) -> tuple[Any, ...]:
+        with capture_operations() as ops:
+            value = function(3)
+            with pytest.raises(LookupError) as raised:
+                function(4, fail=True)
+        shapes = [(o.name, o.status, o.error_type, o.service_name, o.user_id) for o in ops]
+        return value, raised.value.args, shapes
+
+    assert outcome(compiled) == outcome(python)

@@ -86,9 +86,22 @@ _restore_op: Final = _state.restore_operation
 _copy_context: Final = contextvars.copy_context
 
 # The compiled drivers (the sync shapes without hooks) read the same shared state.
-_compiled_driver: Final[Callable[..., Wrapper] | None] = (
-    None if speedups is None else speedups.Driver
-)
+_compiled_driver: Callable[..., Wrapper] | None = None if speedups is None else speedups.Driver
+
+
+def use_compiled_drivers(*, enabled: bool) -> bool:
+    """Decorate with the compiled drivers (where built) or the Python ones from now on.
+
+    Returns the previous setting. Already decorated functions keep theirs. For the tests and
+    benchmarks that compare both implementations in one process; users switch with
+    ``FLEXT_CTX_PURE_PYTHON``.
+    """
+    global _compiled_driver
+    previous = _compiled_driver is not None
+    _compiled_driver = speedups.Driver if enabled and speedups is not None else None
+    return previous
+
+
 if speedups is not None:
     speedups.configure_drivers(
         _sinks,

@@ -25,6 +25,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
