@@ -318,8 +318,10 @@ def test_a_base_exception_from_a_sink_replaces_the_bodys_chained_to_it() -> None
 def test_a_driver_needs_something_to_do() -> None:
     speedups: Any = _native.speedups
     with pytest.raises(ValueError, match="update, a timing spec or both"):
-        speedups.Driver(None, "m", None, None, direct_ok=False)
-    driver = speedups.Driver(lambda s, i, a, k: s, "m", None, None, direct_ok=False)
+        speedups.Driver(None, "f", None, None, False)
+    with pytest.raises(TypeError, match="positionally"):
+        speedups.Driver(None, "f", None, None, direct_ok=False)
+    driver = speedups.Driver(lambda s, i, a, k: s, "f", None, None, False)
     with pytest.raises(TypeError, match="positionally"):
         driver(len, None, ())
     assert driver(len, None, ([1, 2],), {}) == 2

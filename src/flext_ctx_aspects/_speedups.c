@@ -286,7 +286,7 @@ now_ns(long long *out)
 typedef struct {
     PyObject_HEAD
     PyObject *update;   /* the compiled snapshot update, or NULL (no fields) */
-    PyObject *message;  /* "computing context fields for <qualname>" */
+    PyObject *qualname; /* of the decorated function, for the failure report */
     PyObject *spec;     /* the TimingSpec, or NULL (no timing) */
     PyObject *name;     /* spec.name */
     int direct_ok;      /* the spec has no min_duration of its own */
@@ -297,7 +297,7 @@ static void
 Driver_dealloc(Driver *self)
 {
     Py_XDECREF(self->update);
-    Py_XDECREF(self->message);
+    Py_XDECREF(self->qualname);
     Py_XDECREF(self->spec);
     Py_XDECREF(self->name);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -312,7 +312,14 @@ fields_failed(Driver *self)
         return 0;
     }
     PyObject *exc = fetch_exception();
-    PyObject *reported = PyObject_CallFunctionObjArgs(g_report, self->message, exc, NULL);
+    /* The message is built on failure only: decorating stays cheap (whole packages). */
+    PyObject *message = PyUnicode_FromFormat("computing context fields for %U", self->qualname);
+    if (message == NULL) {
+        chain_pending(exc);
+        return 0;
+    }
+    PyObject *reported = PyObject_CallFunctionObjArgs(g_report, message, exc, NULL);
+    Py_DECREF(message);
     if (reported == NULL) {
         chain_pending(exc);
         return 0;
@@ -486,11 +493,13 @@ Driver_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf, PyObject *
 static PyObject *
 Driver_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"update", "message", "spec", "name", "direct_ok", NULL};
-    PyObject *update, *message, *spec, *name;
+    PyObject *update, *qualname, *spec, *name;
     int direct_ok;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OUOOp", keywords, &update, &message, &spec,
-                                     &name, &direct_ok)) {
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
+        PyErr_SetString(PyExc_TypeError, "Driver() takes its arguments positionally");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OUOOp:Driver", &update, &qualname, &spec, &name, &direct_ok)) {
         return NULL;
     }
     if (update == Py_None && spec == Py_None) {
@@ -506,7 +515,7 @@ Driver_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     self->update = update == Py_None ? NULL : Py_NewRef(update);
-    self->message = Py_NewRef(message);
+    self->qualname = Py_NewRef(qualname);
     self->spec = spec == Py_None ? NULL : Py_NewRef(spec);
     self->name = Py_NewRef(name);
     self->direct_ok = direct_ok;
@@ -522,7 +531,7 @@ static PyTypeObject DriverType = {
     .tp_vectorcall_offset = offsetof(Driver, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Driver(update, message, spec, name, direct_ok): a compiled sync driver.",
+    .tp_doc = "Driver(update, qualname, spec, name, direct_ok): a compiled sync driver.",
     .tp_new = Driver_new,
 };
 
