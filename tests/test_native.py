@@ -21,6 +21,7 @@ import pytest
 
 import flext_ctx_aspects
 from flext_ctx_aspects import _native
+from flext_ctx_aspects.records import FIELD_NAMES
 from flext_ctx_aspects.sinks import _sketch
 from flext_ctx_aspects.sinks.stats import StatsSink
 
@@ -344,6 +345,7 @@ def test_compiled_and_python_drivers_record_the_same(stack: str) -> None:
     def body(x: int, *, fail: bool = False) -> dict[str, Any]:
         from flext_ctx_aspects import FlextContext
 
+        FlextContext.Performance.add_operation_metadata("x", x)
         if fail:
             raise LookupError(x)
         full = FlextContext.Serialization.get_full_context()
@@ -363,7 +365,18 @@ def test_compiled_and_python_drivers_record_the_same(stack: str) -> None:
             value = function(3)
             with pytest.raises(LookupError) as raised:
                 function(4, fail=True)
-        shapes = [(o.name, o.status, o.error_type, o.service_name, o.user_id) for o in ops]
+        import time
+
+        now = time.time_ns()
+        for o in ops:  # the wall-clock start, from the same offset either way
+            assert abs(o.start_time_ns - now) < 10**9
+            assert o.duration_ns >= 0
+        varying = {"start_time_ns", "duration_ns", "correlation_id", "trace_id", "span_id"}
+        varying |= {"parent_correlation_id", "request_id", "context"}
+        shapes = [
+            {f: getattr(o, f) for f in FIELD_NAMES if f not in varying and hasattr(o, f)}
+            for o in ops
+        ]
         return value, raised.value.args, shapes
 
     assert outcome(compiled) == outcome(python)

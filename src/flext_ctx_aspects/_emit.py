@@ -73,6 +73,10 @@ _light_unguarded: tuple[Callable[[str, int, bool], None], ...] | None = None
 # one unguarded observer is all that listens and no process-wide filter is on. (A list,
 # changed in place, so the drivers read it without a module attribute lookup.)
 direct: list[Callable[[str, int, bool], None] | None] = [None]
+# ``record_path[0]``: the sinks the compiled drivers build a record for and dispatch to
+# themselves, for an operation without a min_duration of its own: set when every sink gets a
+# record (none is fed by observe) and no process-wide filter is on; else None (`finish`).
+record_path: list[tuple[Sink, ...] | None] = [None]
 
 
 def _refresh() -> None:
@@ -81,6 +85,8 @@ def _refresh() -> None:
     active[:] = _dispatch
     _light = _light_unguarded = None
     direct[0] = None
+    unfiltered = _sample_rate >= 1.0 and _min_duration_ns == 0
+    record_path[0] = _dispatch if _dispatch and unfiltered else None
     observers = []
     for sink in _dispatch:
         needs = getattr(sink, "needs", None)
@@ -90,16 +96,22 @@ def _refresh() -> None:
         if not callable(observe):
             return
         observers.append(observe)
+    record_path[0] = None  # every sink is fed by observe(): no record at all
     _light = tuple(observers)
     if all(getattr(sink, "runs_user_code", True) is False for sink in _dispatch):
         _light_unguarded = _light
-        if len(observers) == 1 and _sample_rate >= 1.0 and _min_duration_ns == 0:
+        if len(observers) == 1 and unfiltered:
             direct[0] = observers[0]
 
 
 def observer_failed(observe: Callable[..., None], exc: Exception) -> None:
     """Report that a sink's ``observe`` raised (the caller goes on)."""
     report_internal_error(f"sink {_owner(observe)}.observe", exc)
+
+
+def sink_failed(sink: Sink, exc: Exception) -> None:
+    """Report that a sink's ``emit`` raised (the caller and the other sinks go on)."""
+    report_internal_error(f"sink {type(sink).__qualname__}.emit", exc)
 
 
 class RemoveSink:
@@ -199,17 +211,18 @@ _snapshot: Final = _state.get
 # every WALL_RESYNC_NS, which keeps a clock read off the per-record path while following
 # wall-clock adjustments within a second.
 WALL_RESYNC_NS: Final = 1_000_000_000
-_wall_offset = _time_ns() - _perf_counter_ns()
-_wall_synced_at = _perf_counter_ns()
+# [offset, perf_counter_ns reading of the last sync]: a list, so the compiled record path
+# reads and updates the same two values.
+_wall: Final[list[int]] = [_time_ns() - _perf_counter_ns(), _perf_counter_ns()]
 
 
 def wall_time_ns(perf_ns: int) -> int:
     """Return the wall-clock time (ns since the epoch) of a ``perf_counter_ns`` reading."""
-    global _wall_offset, _wall_synced_at
-    if perf_ns - _wall_synced_at > WALL_RESYNC_NS:
-        _wall_offset = _time_ns() - _perf_counter_ns()
-        _wall_synced_at = perf_ns
-    return perf_ns + _wall_offset
+    wall = _wall
+    if perf_ns - wall[1] > WALL_RESYNC_NS:
+        wall[0] = _time_ns() - _perf_counter_ns()
+        wall[1] = perf_ns
+    return perf_ns + wall[0]
 
 
 # --- dispatch -----------------------------------------------------------------------------
@@ -240,7 +253,6 @@ def finish(
     the live dict afterwards (a task the operation started) never reaches the record. Never
     raises an ``Exception``.
     """
-    global _wall_offset, _wall_synced_at
     # Statistics alone (the common case): no record, no snapshot, and no re-entrancy guard.
     unguarded = _light_unguarded
     me = 0
@@ -276,14 +288,15 @@ def finish(
             finally:
                 _emitting.discard(me)
             return
-        if end_ns - _wall_synced_at > WALL_RESYNC_NS:
-            _wall_offset = _time_ns() - _perf_counter_ns()
-            _wall_synced_at = end_ns
+        wall = _wall
+        if end_ns - wall[1] > WALL_RESYNC_NS:
+            wall[0] = _time_ns() - _perf_counter_ns()
+            wall[1] = end_ns
         record = _new_record(
             OperationRecord,
             (
                 name,
-                start_ns + _wall_offset,
+                start_ns + wall[0],
                 duration,
                 "error" if failure else "ok",
                 None if error is None else type(error).__qualname__,
@@ -302,7 +315,7 @@ def finish(
             try:
                 sink.emit(record)
             except Exception as exc:
-                report_internal_error(f"sink {type(sink).__qualname__}.emit", exc)
+                sink_failed(sink, exc)
     finally:
         _emitting.discard(me)
 

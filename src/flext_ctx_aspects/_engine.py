@@ -41,6 +41,7 @@ from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects._emit import TimingSpec
 from flext_ctx_aspects._native import speedups
 from flext_ctx_aspects.fields import field_by_name
+from flext_ctx_aspects.records import EMPTY_MAPPING, FrozenDict, OperationRecord
 
 try:  # The C implementation; wrapt falls back to pure Python where it has no extension.
     from wrapt.__wrapt__ import BoundFunctionWrapper, _FunctionWrapperBase
@@ -112,6 +113,17 @@ if speedups is not None:
         _state._snapshot,
         _state._operation,
         _clock,
+    )
+    speedups.configure_records(
+        _emit.record_path,
+        _emit._emitting,
+        _emit._wall,
+        _emit.sink_failed,
+        OperationRecord,
+        FrozenDict,
+        EMPTY_MAPPING,
+        time.time_ns,
+        _emit.WALL_RESYNC_NS,
     )
 
 

@@ -250,6 +250,17 @@ static PyObject *g_report = NULL;           /* _diagnostics.report_internal_erro
 static PyObject *g_snapshot = NULL;         /* _state._snapshot (ContextVar) */
 static PyObject *g_operation = NULL;        /* _state._operation (ContextVar) */
 static PyObject *g_clock = NULL;            /* time.perf_counter_ns */
+static PyObject *g_record_path = NULL;      /* _emit.record_path: [sinks tuple or None] */
+static PyObject *g_emitting = NULL;         /* _emit._emitting: thread idents in sinks */
+static PyObject *g_wall = NULL;             /* _emit._wall: [offset, synced_at] */
+static PyObject *g_sink_failed = NULL;      /* _emit.sink_failed */
+static PyObject *g_record_type = NULL;      /* records.OperationRecord */
+static PyObject *g_frozen = NULL;           /* records.FrozenDict */
+static PyObject *g_empty_mapping = NULL;    /* records.EMPTY_MAPPING */
+static PyObject *g_time_ns = NULL;          /* time.time_ns */
+static long long g_wall_resync_ns = 0;      /* _emit.WALL_RESYNC_NS */
+static PyObject *g_str_ok = NULL, *g_str_error = NULL, *g_str_emit = NULL;
+static PyObject *g_str_building = NULL, *g_str_qualname = NULL;
 static int g_disabled = 0;                  /* _engine.set_enabled(False) */
 
 /* time.perf_counter_ns(), without a call where the clock is known to be the same one. */
@@ -329,6 +340,169 @@ fields_failed(Driver *self)
     return 1;
 }
 
+/* _emit.finish's record path, for what record_path allows (every sink wants a record, no
+ * filter anywhere): the same re-entrancy guard, wall-clock offset, record and dispatch.
+ * 0, or -1 with an error (only a BaseException from a sink, as finish lets through). */
+static int
+emit_record(Driver *self, PyObject *sinks, long long start, long long end, PyObject *exc,
+            PyObject *metadata)
+{
+    PyObject *me = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (me == NULL) {
+        return -1;
+    }
+    int inside = PySet_Contains(g_emitting, me);
+    if (inside != 0) {
+        Py_DECREF(me);
+        return inside < 0 ? -1 : 0; /* a sink's own instrumented code: not recorded */
+    }
+    PyObject *record = NULL, *fields = NULL, *args = NULL;
+    PyObject *offset = NULL, *start_ns = NULL, *duration = NULL, *error_type = NULL;
+    PyObject *recorded_metadata = NULL, *snapshot = NULL;
+    long long synced_at = PyLong_AsLongLong(PyList_GET_ITEM(g_wall, 1));
+    if (synced_at == -1 && PyErr_Occurred()) {
+        goto failed_to_build;
+    }
+    if (end - synced_at > g_wall_resync_ns) {
+        PyObject *wall_now = PyObject_CallNoArgs(g_time_ns);
+        long long perf_now;
+        if (wall_now == NULL || now_ns(&perf_now) < 0) {
+            Py_XDECREF(wall_now);
+            goto failed_to_build;
+        }
+        long long wall_value = PyLong_AsLongLong(wall_now);
+        Py_DECREF(wall_now);
+        PyObject *new_offset = PyLong_FromLongLong(wall_value - perf_now);
+        PyObject *new_synced = PyLong_FromLongLong(end);
+        if (new_offset == NULL || new_synced == NULL) {
+            Py_XDECREF(new_offset);
+            Py_XDECREF(new_synced);
+            goto failed_to_build;
+        }
+        PyList_SetItem(g_wall, 0, new_offset); /* steals */
+        PyList_SetItem(g_wall, 1, new_synced);
+    }
+    offset = Py_NewRef(PyList_GET_ITEM(g_wall, 0));
+    long long offset_value = PyLong_AsLongLong(offset);
+    if (offset_value == -1 && PyErr_Occurred()) {
+        goto failed_to_build;
+    }
+    start_ns = PyLong_FromLongLong(start + offset_value);
+    duration = PyLong_FromLongLong(end - start);
+    if (start_ns == NULL || duration == NULL) {
+        goto failed_to_build;
+    }
+    if (exc != NULL) {
+        error_type = PyObject_GetAttr((PyObject *)Py_TYPE(exc), g_str_qualname);
+        if (error_type == NULL) {
+            goto failed_to_build;
+        }
+    }
+    else {
+        error_type = Py_NewRef(Py_None);
+    }
+    if (PyDict_GET_SIZE(metadata) > 0) {
+        recorded_metadata = PyObject_CallOneArg(g_frozen, metadata);
+        if (recorded_metadata == NULL) {
+            goto failed_to_build;
+        }
+    }
+    else {
+        recorded_metadata = Py_NewRef(g_empty_mapping);
+    }
+    if (PyContextVar_Get(g_snapshot, NULL, &snapshot) < 0) {
+        goto failed_to_build;
+    }
+    fields = PyTuple_Pack(9, self->name, start_ns, duration,
+                          exc != NULL ? g_str_error : g_str_ok, error_type, recorded_metadata,
+                          Py_None, PyTuple_GET_ITEM(self->spec, 1), snapshot);
+    if (fields == NULL) {
+        goto failed_to_build;
+    }
+    args = PyTuple_Pack(1, fields);
+    if (args == NULL) {
+        goto failed_to_build;
+    }
+    /* tuple.__new__(OperationRecord, fields), as finish does. */
+    record = PyTuple_Type.tp_new((PyTypeObject *)g_record_type, args, NULL);
+    if (record == NULL) {
+        goto failed_to_build;
+    }
+    Py_DECREF(args);
+    Py_DECREF(fields);
+    Py_DECREF(offset);
+    Py_DECREF(start_ns);
+    Py_DECREF(duration);
+    Py_DECREF(error_type);
+    Py_DECREF(recorded_metadata);
+    Py_DECREF(snapshot);
+
+    if (PySet_Add(g_emitting, me) < 0) {
+        Py_DECREF(record);
+        Py_DECREF(me);
+        return -1;
+    }
+    int result = 0;
+    Py_ssize_t count = PyTuple_GET_SIZE(sinks);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *sink = PyTuple_GET_ITEM(sinks, i);
+        PyObject *emitted = PyObject_CallMethodOneArg(sink, g_str_emit, record);
+        if (emitted != NULL) {
+            Py_DECREF(emitted);
+            continue;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            result = -1; /* a BaseException: the other sinks are skipped, as in finish */
+            break;
+        }
+        PyObject *failure = fetch_exception();
+        PyObject *reported = PyObject_CallFunctionObjArgs(g_sink_failed, sink, failure, NULL);
+        if (reported == NULL) {
+            chain_pending(failure);
+            result = -1;
+            break;
+        }
+        Py_DECREF(reported);
+        Py_DECREF(failure);
+    }
+    /* finally: _emitting.discard(me), whatever is pending */
+    PyObject *pending = fetch_exception();
+    if (PySet_Discard(g_emitting, me) < 0) {
+        chain_pending(pending);
+        result = -1;
+    }
+    else if (pending != NULL) {
+        restore_exception(pending);
+    }
+    Py_DECREF(me);
+    Py_DECREF(record);
+    return result;
+
+failed_to_build:
+    Py_XDECREF(args);
+    Py_XDECREF(fields);
+    Py_XDECREF(offset);
+    Py_XDECREF(start_ns);
+    Py_XDECREF(duration);
+    Py_XDECREF(error_type);
+    Py_XDECREF(recorded_metadata);
+    Py_XDECREF(snapshot);
+    Py_DECREF(me);
+    /* finish: `except Exception: report_internal_error("building an operation record")`. */
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return -1;
+    }
+    PyObject *problem = fetch_exception();
+    PyObject *reported = PyObject_CallFunctionObjArgs(g_report, g_str_building, problem, NULL);
+    if (reported == NULL) {
+        chain_pending(problem);
+        return -1;
+    }
+    Py_DECREF(reported);
+    Py_DECREF(problem);
+    return 0;
+}
+
 /* Record the finished call: the direct observer, or _emit.finish. 0, or -1 with an error. */
 static int
 record_call(Driver *self, long long start, long long end, PyObject *exc, PyObject *metadata)
@@ -359,6 +533,13 @@ record_call(Driver *self, long long start, long long end, PyObject *exc, PyObjec
             }
         }
         Py_DECREF(observe);
+    }
+    else if (self->direct_ok && g_record_path != NULL &&
+             PyList_GET_ITEM(g_record_path, 0) != Py_None) {
+        PyObject *sinks = Py_NewRef(PyList_GET_ITEM(g_record_path, 0));
+        int outcome = emit_record(self, sinks, start, end, exc, metadata);
+        Py_DECREF(sinks);
+        return outcome;
     }
     else {
         PyObject *start_ns = PyLong_FromLongLong(start);
@@ -560,6 +741,44 @@ configure_drivers(PyObject *module, PyObject *args)
 }
 
 static PyObject *
+configure_records(PyObject *module, PyObject *args)
+{
+    PyObject *record_path, *emitting, *wall, *sink_failed, *record_type, *frozen, *empty;
+    PyObject *time_ns;
+    long long resync;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!OOOL", &PyList_Type, &record_path, &PySet_Type,
+                          &emitting, &PyList_Type, &wall, &sink_failed, &PyType_Type,
+                          &record_type, &frozen, &empty, &time_ns, &resync)) {
+        return NULL;
+    }
+    if (PyList_GET_SIZE(record_path) != 1 || PyList_GET_SIZE(wall) != 2 ||
+        !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "configure_records(): unexpected shared state");
+        return NULL;
+    }
+    if (g_str_ok == NULL) {
+        g_str_ok = PyUnicode_InternFromString("ok");
+        g_str_error = PyUnicode_InternFromString("error");
+        g_str_emit = PyUnicode_InternFromString("emit");
+        g_str_building = PyUnicode_InternFromString("building an operation record");
+        g_str_qualname = PyUnicode_InternFromString("__qualname__");
+        if (!g_str_ok || !g_str_error || !g_str_emit || !g_str_building || !g_str_qualname) {
+            return NULL;
+        }
+    }
+    Py_XSETREF(g_record_path, Py_NewRef(record_path));
+    Py_XSETREF(g_emitting, Py_NewRef(emitting));
+    Py_XSETREF(g_wall, Py_NewRef(wall));
+    Py_XSETREF(g_sink_failed, Py_NewRef(sink_failed));
+    Py_XSETREF(g_record_type, Py_NewRef(record_type));
+    Py_XSETREF(g_frozen, Py_NewRef(frozen));
+    Py_XSETREF(g_empty_mapping, Py_NewRef(empty));
+    Py_XSETREF(g_time_ns, Py_NewRef(time_ns));
+    g_wall_resync_ns = resync;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 set_disabled(PyObject *module, PyObject *arg)
 {
     int value = PyObject_IsTrue(arg);
@@ -605,6 +824,8 @@ static PyMethodDef module_methods[] = {
     {"configure_drivers", configure_drivers, METH_VARARGS,
      "Hand the drivers the engine's shared state (once, at import of _engine)."},
     {"set_disabled", set_disabled, METH_O, "set_enabled(False) / (True), for the drivers."},
+    {"configure_records", configure_records, METH_VARARGS,
+     "Hand the drivers _emit's record path state (once, at import of _engine)."},
     {NULL, NULL, 0, NULL},
 };
 
