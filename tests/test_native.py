@@ -385,3 +385,23 @@ def test_compiled_and_python_drivers_record_the_same(stack: str) -> None:
         return value, raised.value.args, shapes
 
     assert outcome(compiled) == outcome(python)
+
+
+def test_a_compiled_module_built_from_another_source_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    stale = types.ModuleType("flext_ctx_aspects._speedups")
+    stale.ABI = _native.ABI - 1  # type: ignore[attr-defined]
+    monkeypatch.delenv(_native.ENVIRONMENT_VARIABLE, raising=False)
+    monkeypatch.setattr(_native, "import_module", lambda name: stale)
+    with pytest.warns(RuntimeWarning, match="out of date"):
+        assert _native._load() is None
+
+    def broken(name: str) -> types.ModuleType:
+        raise ImportError("undefined symbol: PyFoo")
+
+    monkeypatch.setattr(_native, "import_module", broken)
+    with pytest.warns(RuntimeWarning, match="does not load"):
+        assert _native._load() is None

@@ -17,9 +17,11 @@ import warnings
 from importlib import import_module
 from typing import Final, Literal
 
-__all__ = ["ENVIRONMENT_VARIABLE", "implementation", "speedups"]
+__all__ = ["ABI", "ENVIRONMENT_VARIABLE", "implementation", "speedups"]
 
 ENVIRONMENT_VARIABLE: Final = "FLEXT_CTX_PURE_PYTHON"
+# The entry points this source expects of the compiled module (its ABI constant).
+ABI: Final = 1
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
 
@@ -44,7 +46,7 @@ def _load() -> types.ModuleType | None:
     if _forced_pure():
         return None
     try:
-        return import_module("flext_ctx_aspects._speedups")
+        module = import_module("flext_ctx_aspects._speedups")
     except ModuleNotFoundError:
         return None  # installed without a compiler: pure Python, as documented
     except ImportError as error:
@@ -56,6 +58,16 @@ def _load() -> types.ModuleType | None:
             stacklevel=2,
         )
         return None
+    if getattr(module, "ABI", None) != ABI:
+        # Built from another version of the source (an old in-place build): refused whole.
+        warnings.warn(
+            "flext_ctx_aspects: the compiled module is out of date (reinstall the package to "
+            "rebuild it); running the pure-Python implementation",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    return module
 
 
 speedups: Final = _load()

@@ -33,6 +33,10 @@
 #define Py_TPFLAGS_HAVE_VECTORCALL _Py_TPFLAGS_HAVE_VECTORCALL
 #endif
 
+/* What the Python side expects (_native.ABI): bumped whenever an entry point changes, so a
+ * module built from an older source is refused instead of failing at import. */
+#define SPEEDUPS_ABI 1
+
 static double multiplier = 0.0;
 
 typedef struct {
@@ -850,6 +854,10 @@ PyInit__speedups(void)
     Py_INCREF(&DigestCoreType);
     if (PyModule_AddObject(module, "DigestCore", (PyObject *)&DigestCoreType) < 0) {
         Py_DECREF(&DigestCoreType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(module, "ABI", SPEEDUPS_ABI) < 0) {
         Py_DECREF(module);
         return NULL;
     }
