@@ -324,10 +324,10 @@ def test_a_base_exception_from_a_sink_replaces_the_bodys_chained_to_it() -> None
 def test_a_driver_needs_something_to_do() -> None:
     speedups: Any = _native.speedups
     with pytest.raises(ValueError, match="update, a timing spec or both"):
-        speedups.Driver(None, "f", None, None, False)
+        speedups.Driver(None, "f", None, None)
     with pytest.raises(TypeError, match="positionally"):
-        speedups.Driver(None, "f", None, None, direct_ok=False)
-    driver = speedups.Driver(lambda s, i, a, k: s, "f", None, None, False)
+        speedups.Driver(None, "f", None, None, name=None)
+    driver = speedups.Driver(lambda s, i, a, k: s, "f", None, None)
     with pytest.raises(TypeError, match="positionally"):
         driver(len, None, ())
     assert driver(len, None, ([1, 2],), {}) == 2
@@ -405,3 +405,44 @@ def test_a_compiled_module_built_from_another_source_is_refused(
     monkeypatch.setattr(_native, "import_module", broken)
     with pytest.warns(RuntimeWarning, match="does not load"):
         assert _native._load() is None
+
+
+@compiled_only
+@pytest.mark.parametrize("keep_errors", [True, False])
+@pytest.mark.parametrize("listening", ["records", "stats"])
+def test_compiled_and_python_drivers_filter_alike(keep_errors: bool, listening: str) -> None:
+    from flext_ctx_aspects import _engine, timed
+    from flext_ctx_aspects.sinks import StatsSink, add_sink
+    from flext_ctx_aspects.testing import capture_operations
+
+    def body(fail: bool = False) -> int:
+        if fail:
+            raise LookupError
+        return 1
+
+    decorate = timed(name="op", min_duration_ms=50, keep_errors=keep_errors)
+    compiled = decorate(body)
+    previous = _engine.use_compiled_drivers(enabled=False)
+    try:
+        python = decorate(body)
+    finally:
+        _engine.use_compiled_drivers(enabled=previous)
+
+    def recorded(function: Any) -> tuple[int, int]:
+        def calls() -> None:
+            assert function() == 1  # fast: below min_duration
+            with pytest.raises(LookupError):
+                function(fail=True)  # fast, failed: kept only with keep_errors
+
+        if listening == "records":
+            with capture_operations() as ops:
+                calls()
+            return len(ops), sum(o.status == "error" for o in ops)
+        stats = StatsSink()
+        with add_sink(stats):
+            calls()
+        summary = stats.get("op")
+        return (0, 0) if summary is None else (summary.count, summary.errors)
+
+    expected = (1, 1) if keep_errors else (0, 0)
+    assert recorded(compiled) == recorded(python) == expected

@@ -68,13 +68,14 @@ _light: tuple[Callable[[str, int, bool], None], ...] | None = None
 # (`runs_user_code = False`, as `StatsSink` declares): nothing can re-enter the emit path
 # from a sink then, so it needs no re-entrancy guard either.
 _light_unguarded: tuple[Callable[[str, int, bool], None], ...] | None = None
-# ``direct[0]``: the observer the drivers call themselves, instead of `finish`, for an
-# operation without a min_duration of its own. Set when `finish` would do nothing but call it:
+# ``direct[0]``: the observer the drivers call themselves, instead of `finish`, for what
+# the operation's own min_duration keeps (the Python drivers take this path only without one;
+# the compiled ones apply it first). Set when `finish` would do nothing but call it:
 # one unguarded observer is all that listens and no process-wide filter is on. (A list,
 # changed in place, so the drivers read it without a module attribute lookup.)
 direct: list[Callable[[str, int, bool], None] | None] = [None]
 # ``record_path[0]``: the sinks the compiled drivers build a record for and dispatch to
-# themselves, for an operation without a min_duration of its own: set when every sink gets a
+# themselves (after the operation's own min_duration filter): set when every sink gets a
 # record (none is fed by observe) and no process-wide filter is on; else None (`finish`).
 record_path: list[tuple[Sink, ...] | None] = [None]
 

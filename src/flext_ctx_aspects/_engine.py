@@ -393,7 +393,7 @@ def _sync_driver(plan: _Plan) -> Wrapper:
         if update is None:
             return _pass_through
         if _compiled_driver is not None:
-            return _compiled_driver(update, qualname, None, None, False)  # noqa: FBT003
+            return _compiled_driver(update, qualname, None, None)
 
         def call_in_scope(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -422,7 +422,7 @@ def _sync_driver(plan: _Plan) -> Wrapper:
         name = timed_spec.name
         direct_ok = timed_spec.min_duration_ns == 0
         if _compiled_driver is not None:
-            return _compiled_driver(None, qualname, timed_spec, name, direct_ok)
+            return _compiled_driver(None, qualname, timed_spec, name)
 
         def call_timed_only(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -474,7 +474,7 @@ def _sync_driver(plan: _Plan) -> Wrapper:
         spec_name = spec.name
         spec_direct_ok = spec.min_duration_ns == 0
         if _compiled_driver is not None:
-            return _compiled_driver(update, qualname, spec, spec_name, spec_direct_ok)
+            return _compiled_driver(update, qualname, spec, spec_name)
 
         def call_timed(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /

@@ -35,7 +35,7 @@
 
 /* What the Python side expects (_native.ABI): bumped whenever an entry point changes, so a
  * module built from an older source is refused instead of failing at import. */
-#define SPEEDUPS_ABI 1
+#define SPEEDUPS_ABI 2
 
 static double multiplier = 0.0;
 
@@ -304,7 +304,8 @@ typedef struct {
     PyObject *qualname; /* of the decorated function, for the failure report */
     PyObject *spec;     /* the TimingSpec, or NULL (no timing) */
     PyObject *name;     /* spec.name */
-    int direct_ok;      /* the spec has no min_duration of its own */
+    long long min_duration_ns; /* spec.min_duration_ns: filtered here, before any path */
+    int keep_errors;           /* spec.keep_errors */
     vectorcallfunc vectorcall;
 } Driver;
 
@@ -514,9 +515,16 @@ record_call(Driver *self, long long start, long long end, PyObject *exc, PyObjec
     if (PyList_GET_SIZE(g_sinks) == 0) {
         return 0;
     }
+    /* The operation's own filter, as finish applies it first: a call it drops is dropped
+     * whatever else is configured, so the paths below see only what finish would keep of it
+     * (they are set only when no process-wide filter is on). */
+    if (self->min_duration_ns > 0 && end - start < self->min_duration_ns &&
+        (exc == NULL || !self->keep_errors)) {
+        return 0;
+    }
     PyObject *observe = PyList_GET_ITEM(g_direct, 0);
     PyObject *result;
-    if (observe != Py_None && self->direct_ok) {
+    if (observe != Py_None) {
         Py_INCREF(observe);
         PyObject *duration = PyLong_FromLongLong(end - start);
         if (duration == NULL) {
@@ -538,8 +546,7 @@ record_call(Driver *self, long long start, long long end, PyObject *exc, PyObjec
         }
         Py_DECREF(observe);
     }
-    else if (self->direct_ok && g_record_path != NULL &&
-             PyList_GET_ITEM(g_record_path, 0) != Py_None) {
+    else if (g_record_path != NULL && PyList_GET_ITEM(g_record_path, 0) != Py_None) {
         PyObject *sinks = Py_NewRef(PyList_GET_ITEM(g_record_path, 0));
         int outcome = emit_record(self, sinks, start, end, exc, metadata);
         Py_DECREF(sinks);
@@ -679,13 +686,29 @@ static PyObject *
 Driver_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *update, *qualname, *spec, *name;
-    int direct_ok;
+    long long min_duration_ns = 0;
+    int keep_errors = 1;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
         PyErr_SetString(PyExc_TypeError, "Driver() takes its arguments positionally");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "OUOOp:Driver", &update, &qualname, &spec, &name, &direct_ok)) {
+    if (!PyArg_ParseTuple(args, "OUOO:Driver", &update, &qualname, &spec, &name)) {
         return NULL;
+    }
+    if (spec != Py_None) {
+        /* A TimingSpec: (name, kind, min_duration_ns, keep_errors). */
+        if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 4) {
+            PyErr_SetString(PyExc_TypeError, "a timed driver needs a TimingSpec");
+            return NULL;
+        }
+        min_duration_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(spec, 2));
+        if (min_duration_ns == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        keep_errors = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 3));
+        if (keep_errors < 0) {
+            return NULL;
+        }
     }
     if (update == Py_None && spec == Py_None) {
         PyErr_SetString(PyExc_ValueError, "a driver needs an update, a timing spec or both");
@@ -703,7 +726,8 @@ Driver_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->qualname = Py_NewRef(qualname);
     self->spec = spec == Py_None ? NULL : Py_NewRef(spec);
     self->name = Py_NewRef(name);
-    self->direct_ok = direct_ok;
+    self->min_duration_ns = min_duration_ns;
+    self->keep_errors = keep_errors;
     self->vectorcall = (vectorcallfunc)Driver_vectorcall;
     return (PyObject *)self;
 }
@@ -716,7 +740,7 @@ static PyTypeObject DriverType = {
     .tp_vectorcall_offset = offsetof(Driver, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Driver(update, qualname, spec, name, direct_ok): a compiled sync driver.",
+    .tp_doc = "Driver(update, qualname, spec, name): a compiled sync driver.",
     .tp_new = Driver_new,
 };
 
