@@ -77,7 +77,9 @@ direct: list[Callable[[str, int, bool], None] | None] = [None]
 # ``record_path[0]``: the sinks the compiled drivers build a record for and dispatch to
 # themselves (after the operation's own min_duration filter): set when every sink gets a
 # record (none is fed by observe) and no process-wide filter is on; else None (`finish`).
-record_path: list[tuple[Sink, ...] | None] = [None]
+# Held as ``(sinks, their bound emit methods)``: no method lookup per record.
+record_path: list[tuple[tuple[Sink, ...], tuple[Callable[[OperationRecord], Any], ...]] | None]
+record_path = [None]
 
 
 def _refresh() -> None:
@@ -87,7 +89,9 @@ def _refresh() -> None:
     _light = _light_unguarded = None
     direct[0] = None
     unfiltered = _sample_rate >= 1.0 and _min_duration_ns == 0
-    record_path[0] = _dispatch if _dispatch and unfiltered else None
+    record_path[0] = None
+    if _dispatch and unfiltered:
+        record_path[0] = (_dispatch, tuple(sink.emit for sink in _dispatch))
     observers = []
     for sink in _dispatch:
         needs = getattr(sink, "needs", None)

@@ -35,7 +35,7 @@
 
 /* What the Python side expects (_native.ABI): bumped whenever an entry point changes, so a
  * module built from an older source is refused instead of failing at import. */
-#define SPEEDUPS_ABI 2
+#define SPEEDUPS_ABI 3
 
 static double multiplier = 0.0;
 
@@ -349,19 +349,28 @@ fields_failed(Driver *self)
  * filter anywhere): the same re-entrancy guard, wall-clock offset, record and dispatch.
  * 0, or -1 with an error (only a BaseException from a sink, as finish lets through). */
 static int
-emit_record(Driver *self, PyObject *sinks, long long start, long long end, PyObject *exc,
+emit_record(Driver *self, PyObject *path, long long start, long long end, PyObject *exc,
             PyObject *metadata)
 {
+    /* path: (sinks, their bound emit methods), as _emit._refresh builds it. */
+    PyObject *sinks = PyTuple_GET_ITEM(path, 0);
+    PyObject *emits = PyTuple_GET_ITEM(path, 1);
     PyObject *me = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
     if (me == NULL) {
         return -1;
     }
-    int inside = PySet_Contains(g_emitting, me);
-    if (inside != 0) {
+    /* `me in _emitting` and, if not, `_emitting.add(me)` in one lookup: the set grows
+     * exactly when this thread was not in it. */
+    Py_ssize_t before = PySet_GET_SIZE(g_emitting);
+    if (PySet_Add(g_emitting, me) < 0) {
         Py_DECREF(me);
-        return inside < 0 ? -1 : 0; /* a sink's own instrumented code: not recorded */
+        return -1;
     }
-    PyObject *record = NULL, *fields = NULL, *args = NULL;
+    if (PySet_GET_SIZE(g_emitting) == before) {
+        Py_DECREF(me);
+        return 0; /* a sink's own instrumented code: not recorded */
+    }
+    PyObject *record = NULL;
     PyObject *offset = NULL, *start_ns = NULL, *duration = NULL, *error_type = NULL;
     PyObject *recorded_metadata = NULL, *snapshot = NULL;
     long long synced_at = PyLong_AsLongLong(PyList_GET_ITEM(g_wall, 1));
@@ -418,40 +427,29 @@ emit_record(Driver *self, PyObject *sinks, long long start, long long end, PyObj
     if (PyContextVar_Get(g_snapshot, NULL, &snapshot) < 0) {
         goto failed_to_build;
     }
-    fields = PyTuple_Pack(9, self->name, start_ns, duration,
-                          exc != NULL ? g_str_error : g_str_ok, error_type, recorded_metadata,
-                          Py_None, PyTuple_GET_ITEM(self->spec, 1), snapshot);
-    if (fields == NULL) {
-        goto failed_to_build;
-    }
-    args = PyTuple_Pack(1, fields);
-    if (args == NULL) {
-        goto failed_to_build;
-    }
-    /* tuple.__new__(OperationRecord, fields), as finish does. */
-    record = PyTuple_Type.tp_new((PyTypeObject *)g_record_type, args, NULL);
+    /* What tuple.__new__(OperationRecord, fields) makes (finish's way), allocated directly:
+     * OperationRecord is a tuple subclass with __slots__ = () (checked at configure). */
+    record = ((PyTypeObject *)g_record_type)->tp_alloc((PyTypeObject *)g_record_type, 9);
     if (record == NULL) {
         goto failed_to_build;
     }
-    Py_DECREF(args);
-    Py_DECREF(fields);
+    /* The references made above move into the record. */
+    PyTuple_SET_ITEM(record, 0, Py_NewRef(self->name));
+    PyTuple_SET_ITEM(record, 1, start_ns);
+    PyTuple_SET_ITEM(record, 2, duration);
+    PyTuple_SET_ITEM(record, 3, Py_NewRef(exc != NULL ? g_str_error : g_str_ok));
+    PyTuple_SET_ITEM(record, 4, error_type);
+    PyTuple_SET_ITEM(record, 5, recorded_metadata);
+    PyTuple_SET_ITEM(record, 6, Py_NewRef(Py_None));
+    PyTuple_SET_ITEM(record, 7, Py_NewRef(PyTuple_GET_ITEM(self->spec, 1)));
+    PyTuple_SET_ITEM(record, 8, snapshot);
     Py_DECREF(offset);
-    Py_DECREF(start_ns);
-    Py_DECREF(duration);
-    Py_DECREF(error_type);
-    Py_DECREF(recorded_metadata);
-    Py_DECREF(snapshot);
 
-    if (PySet_Add(g_emitting, me) < 0) {
-        Py_DECREF(record);
-        Py_DECREF(me);
-        return -1;
-    }
     int result = 0;
     Py_ssize_t count = PyTuple_GET_SIZE(sinks);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *sink = PyTuple_GET_ITEM(sinks, i);
-        PyObject *emitted = PyObject_CallMethodOneArg(sink, g_str_emit, record);
+        PyObject *emitted = PyObject_CallOneArg(PyTuple_GET_ITEM(emits, i), record);
         if (emitted != NULL) {
             Py_DECREF(emitted);
             continue;
@@ -484,8 +482,16 @@ emit_record(Driver *self, PyObject *sinks, long long start, long long end, PyObj
     return result;
 
 failed_to_build:
-    Py_XDECREF(args);
-    Py_XDECREF(fields);
+    /* finally: _emitting.discard(me) (added above), keeping the pending error */
+    {
+        PyObject *building_error = fetch_exception();
+        if (PySet_Discard(g_emitting, me) < 0) {
+            PyErr_Clear();
+        }
+        if (building_error != NULL) {
+            restore_exception(building_error);
+        }
+    }
     Py_XDECREF(offset);
     Py_XDECREF(start_ns);
     Py_XDECREF(duration);
@@ -547,9 +553,11 @@ record_call(Driver *self, long long start, long long end, PyObject *exc, PyObjec
         Py_DECREF(observe);
     }
     else if (g_record_path != NULL && PyList_GET_ITEM(g_record_path, 0) != Py_None) {
-        PyObject *sinks = Py_NewRef(PyList_GET_ITEM(g_record_path, 0));
-        int outcome = emit_record(self, sinks, start, end, exc, metadata);
-        Py_DECREF(sinks);
+        PyObject *path = Py_NewRef(PyList_GET_ITEM(g_record_path, 0));
+        int outcome = PyTuple_Check(path) && PyTuple_GET_SIZE(path) == 2
+                          ? emit_record(self, path, start, end, exc, metadata)
+                          : (PyErr_SetString(PyExc_TypeError, "unexpected record path"), -1);
+        Py_DECREF(path);
         return outcome;
     }
     else {
@@ -780,7 +788,9 @@ configure_records(PyObject *module, PyObject *args)
         return NULL;
     }
     if (PyList_GET_SIZE(record_path) != 1 || PyList_GET_SIZE(wall) != 2 ||
-        !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
+        !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type) ||
+        ((PyTypeObject *)record_type)->tp_basicsize != PyTuple_Type.tp_basicsize ||
+        ((PyTypeObject *)record_type)->tp_dictoffset != 0) {
         PyErr_SetString(PyExc_TypeError, "configure_records(): unexpected shared state");
         return NULL;
     }
