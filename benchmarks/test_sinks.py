@@ -11,7 +11,9 @@ Group ``sinks-stats`` (per call of a function, with its statistics kept): ``time
 ``StatsSink``), ``floor_stats`` (a hand-written wrapper doing the same job: the timed floor's
 context variable and clock reads, then the same aggregation inline), ``otel_batch`` (the
 OpenTelemetry SDK span decorator with a ``BatchSpanProcessor`` into an exporter that drops
-the spans: what OpenTelemetry users run).
+the spans: what OpenTelemetry users run), ``timed`` (no sink) and ``timed_records`` (a
+list's append registered per round: the difference of the two, paired, is the record build +
+dispatch).
 
 Group ``sinks-queue`` (per record): ``queued`` is ``QueuedSink.emit`` into a sink doing
 nothing, flushed at the end of each round, the flusher thread's CPU time included (the clock
@@ -266,12 +268,36 @@ def _with_sink(func: Callable[[int], object], calls: int, sink: Any) -> Callable
     return loop
 
 
+def _with_records(func: Callable[[int], object], calls: int) -> Callable[[], None]:
+    # As _with_sink, with the cheapest record sink (a list's append), emptied each round.
+    times = range(calls)
+    sink = CollectingSink()
+    clear = sink.records.clear
+
+    def loop() -> None:
+        add_sink(sink)
+        try:
+            for _ in times:
+                func(1)
+        finally:
+            remove_sink(sink)
+            clear()
+
+    return loop
+
+
 @pytest.mark.benchmark(group="sinks-stats")
-@pytest.mark.variants("bare", "timed_stats", "floor_stats", "fused_stats", "otel_batch")
+@pytest.mark.variants(
+    "bare", "timed_stats", "floor_stats", "fused_stats", "otel_batch", "timed", "timed_records"
+)
 def test_stats_per_call(bench: Any, variant: str) -> None:
     def build(variant: str) -> tuple[Any, int]:
         if variant == "bare":
             return call_loop(work, STATS_CALLS), STATS_CALLS
+        if variant == "timed":  # no sink: the reference of record build + dispatch
+            return call_loop(timed(work), STATS_CALLS), STATS_CALLS
+        if variant == "timed_records":
+            return _with_records(timed(work), STATS_CALLS), STATS_CALLS
         if variant == "floor_stats":
             func = stats_floor(work, "bench.work")
             assert func(1) == 1

@@ -109,6 +109,8 @@ HEALTHY: dict[str, float] = {
     "test_stats_per_call[timed_stats]": 850,
     "test_stats_per_call[fused_stats]": 2500,
     "test_stats_per_call[otel_batch]": 14500,
+    "test_stats_per_call[timed]": 300,
+    "test_stats_per_call[timed_records]": 500,
     "test_queue_throughput[bare]": 22,
     "test_queue_throughput[queued]": 175,
     "test_propagation[bare]": 42,
