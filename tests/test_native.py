@@ -446,3 +446,46 @@ def test_compiled_and_python_drivers_filter_alike(keep_errors: bool, listening: 
 
     expected = (1, 1) if keep_errors else (0, 0)
     assert recorded(compiled) == recorded(python) == expected
+
+
+@compiled_only
+def test_records_that_cannot_be_in_a_cycle_are_left_out_of_the_collector() -> None:
+    # CPython's rule for tuples: only untracked contents -> untracked. A record holding the
+    # shared empty mapping and a snapshot of text fields qualifies; one whose metadata can
+    # reach it back must stay tracked, or the cycle below would never be freed.
+    import gc
+    import weakref
+
+    from flext_ctx_aspects import FlextContext, timed
+    from flext_ctx_aspects.sinks import add_sink
+
+    records: list[Any] = []
+
+    class Keeping:
+        emit = records.append
+
+    class Marker:
+        pass
+
+    @timed(name="plain")
+    def plain() -> None:
+        return None
+
+    @timed(name="with_metadata")
+    def with_metadata(box: list[Any]) -> None:
+        FlextContext.Performance.add_operation_metadata("box", box)
+
+    gc.collect()  # the empty snapshot was made at import: the collector untracks it once
+    marker = Marker()
+    box: list[Any] = [marker]
+    with add_sink(Keeping()):
+        plain()
+        with_metadata(box)
+    assert [r.name for r in records] == ["plain", "with_metadata"]
+    assert not gc.is_tracked(records[0])
+    assert gc.is_tracked(records[1])
+    box.append(records[1])  # record -> metadata -> box -> record
+    alive = weakref.ref(marker)
+    del marker, box, records[:]
+    gc.collect()
+    assert alive() is None

@@ -345,6 +345,31 @@ fields_failed(Driver *self)
     return 1;
 }
 
+/* The last value read from one of _emit._wall's two ints: they change once a minute, and
+ * PyLong_AsLongLong of a multi-digit int is slow. The int is held, so its address cannot be
+ * reused for another value while cached. */
+typedef struct {
+    PyObject *held;
+    long long value;
+} WallCache;
+
+static WallCache g_synced_cache = {NULL, 0}, g_offset_cache = {NULL, 0};
+
+static int
+wall_value(PyObject *number, WallCache *cache, long long *out)
+{
+    if (number != cache->held) {
+        long long value = PyLong_AsLongLong(number);
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        Py_XSETREF(cache->held, Py_NewRef(number));
+        cache->value = value;
+    }
+    *out = cache->value;
+    return 0;
+}
+
 /* _emit.finish's record path, for what record_path allows (every sink wants a record, no
  * filter anywhere): the same re-entrancy guard, wall-clock offset, record and dispatch.
  * 0, or -1 with an error (only a BaseException from a sink, as finish lets through). */
@@ -373,8 +398,8 @@ emit_record(Driver *self, PyObject *path, long long start, long long end, PyObje
     PyObject *record = NULL;
     PyObject *offset = NULL, *start_ns = NULL, *duration = NULL, *error_type = NULL;
     PyObject *recorded_metadata = NULL, *snapshot = NULL;
-    long long synced_at = PyLong_AsLongLong(PyList_GET_ITEM(g_wall, 1));
-    if (synced_at == -1 && PyErr_Occurred()) {
+    long long synced_at;
+    if (wall_value(PyList_GET_ITEM(g_wall, 1), &g_synced_cache, &synced_at) < 0) {
         goto failed_to_build;
     }
     if (end - synced_at > g_wall_resync_ns) {
@@ -397,8 +422,8 @@ emit_record(Driver *self, PyObject *path, long long start, long long end, PyObje
         PyList_SetItem(g_wall, 1, new_synced);
     }
     offset = Py_NewRef(PyList_GET_ITEM(g_wall, 0));
-    long long offset_value = PyLong_AsLongLong(offset);
-    if (offset_value == -1 && PyErr_Occurred()) {
+    long long offset_value;
+    if (wall_value(offset, &g_offset_cache, &offset_value) < 0) {
         goto failed_to_build;
     }
     start_ns = PyLong_FromLongLong(start + offset_value);
@@ -444,6 +469,14 @@ emit_record(Driver *self, PyObject *path, long long start, long long end, PyObje
     PyTuple_SET_ITEM(record, 7, Py_NewRef(PyTuple_GET_ITEM(self->spec, 1)));
     PyTuple_SET_ITEM(record, 8, snapshot);
     Py_DECREF(offset);
+    /* CPython's own rule for tuples: one holding only untracked objects can never be part of
+     * a cycle, so the collector need not follow it. Here: the shared, immutable empty mapping
+     * and a snapshot the collector has untracked (text fields only); the rest is str, int and
+     * None. Records kept by the thousand (a collecting sink) then cost the collector nothing. */
+    if (recorded_metadata == g_empty_mapping &&
+        !(PyObject_IS_GC(snapshot) && PyObject_GC_IsTracked(snapshot))) {
+        PyObject_GC_UnTrack(record);
+    }
 
     int result = 0;
     Py_ssize_t count = PyTuple_GET_SIZE(sinks);
