@@ -489,3 +489,183 @@ def test_records_that_cannot_be_in_a_cycle_are_left_out_of_the_collector() -> No
     del marker, box, records[:]
     gc.collect()
     assert alive() is None
+
+
+# --- deferred drivers: the plan built at the first call ---------------------------------------
+
+
+def _deferred(function: Any) -> Any:
+    return function._self_wrapper
+
+
+@compiled_only
+def test_a_deferred_driver_builds_at_the_first_call_what_decoration_would_have() -> None:
+    from flext_ctx_aspects import _engine, service, timed, with_correlation
+    from flext_ctx_aspects.testing import capture_operations
+
+    def body(x: int) -> int:
+        return x * 2
+
+    stack = (with_correlation(), service("svc"), timed(min_duration_ms=0))
+
+    def decorate(function: Any) -> Any:
+        for decorator in reversed(stack):
+            function = decorator(function)
+        return function
+
+    deferred = decorate(body)
+    assert _deferred(deferred).pending
+    previous = _engine.use_compiled_drivers(enabled=False)
+    try:
+        eager = decorate(body)
+    finally:
+        _engine.use_compiled_drivers(enabled=previous)
+    with capture_operations() as ops:
+        assert deferred(2) == eager(2) == 4
+    assert not _deferred(deferred).pending
+    assert _deferred(deferred).delegate is None  # settled into a compiled driver itself
+    first, second = ops
+    assert first.name == second.name == f"{__name__}.{body.__qualname__}"
+    assert (first.service_name, first.kind, first.status) == (second.service_name, "function", "ok")
+
+
+@compiled_only
+def test_a_deferred_driver_names_the_function_as_decorated() -> None:
+    from flext_ctx_aspects import timed
+    from flext_ctx_aspects.testing import capture_operations
+
+    def body() -> None:
+        return None
+
+    wrapped = timed(body)
+    body.__qualname__ = "renamed_later"  # after decoration: not what an eager plan saw
+    with capture_operations() as ops:
+        wrapped()
+    assert ops[0].name.endswith(
+        ".test_a_deferred_driver_names_the_function_as_decorated.<locals>.body"
+    )
+
+
+@compiled_only
+def test_a_failing_first_call_build_is_reported_and_the_call_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flext_ctx_aspects import _engine, timed
+
+    @timed
+    def body(x: int) -> int:
+        return x + 1
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("plan")
+
+    monkeypatch.setattr(_engine, "_make_plan", broken)
+    with caplog.at_level("ERROR", logger="flext_ctx_aspects"):
+        assert body(1) == 2
+        assert body(2) == 3
+    assert any("at its first call" in r.getMessage() for r in caplog.records)
+    assert _deferred(body).delegate is _engine._pass_through
+
+
+@compiled_only
+def test_a_base_exception_while_building_leaves_the_driver_pending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flext_ctx_aspects import _engine, timed
+
+    @timed
+    def body() -> int:
+        return 7
+
+    real = _engine._make_plan
+
+    def interrupted(*args: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_engine, "_make_plan", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        body()
+    assert _deferred(body).pending
+    monkeypatch.setattr(_engine, "_make_plan", real)
+    assert body() == 7
+    assert not _deferred(body).pending
+
+
+@compiled_only
+def test_first_calls_from_many_threads_at_once_all_count() -> None:
+    import threading
+
+    from flext_ctx_aspects import timed
+    from flext_ctx_aspects.testing import capture_operations
+
+    functions = []
+    for index in range(50):
+
+        def body(value: int, index: int = index) -> int:
+            return value + index
+
+        functions.append(timed(name=f"op{index}")(body))
+    start = threading.Barrier(8)
+    results: list[int] = []
+
+    def worker() -> None:
+        start.wait()
+        results.extend(function(1) for function in functions)
+
+    with capture_operations() as ops:
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(results) == sorted([1 + i for i in range(50)] * 8)
+    assert sorted(o.name for o in ops) == sorted([f"op{i}" for i in range(50)] * 8)
+    assert not any(_deferred(function).pending for function in functions)
+
+
+@compiled_only
+def test_deferred_generators_and_coroutines_delegate_to_their_python_drivers() -> None:
+    import asyncio
+    import inspect as inspect_module
+
+    from flext_ctx_aspects import timed
+    from flext_ctx_aspects.testing import capture_operations
+
+    @timed
+    def numbers() -> Any:
+        yield 1
+        yield 2
+
+    @timed
+    async def answer() -> int:
+        return 42
+
+    assert _deferred(numbers).pending
+    assert _deferred(answer).pending
+    with capture_operations() as ops:
+        generator = numbers()
+        assert inspect_module.isgenerator(generator)
+        assert list(generator) == [1, 2]
+        assert asyncio.run(answer()) == 42
+    assert [o.kind for o in ops] == ["generator", "coroutine"]
+    assert callable(_deferred(numbers).delegate)
+    assert callable(_deferred(answer).delegate)
+
+
+@compiled_only
+def test_a_deferred_driver_does_not_keep_a_dropped_module_alive() -> None:
+    # The driver holds the function until its first call, and a module's globals hold the
+    # wrapper: a cycle the collector must see through.
+    import gc
+    import weakref
+
+    from flext_ctx_aspects import timed
+
+    namespace: dict[str, Any] = {"__name__": "dropped_module"}
+    exec("def work():\n    return 1\n", namespace)  # noqa: S102 - a module of its own
+    alive = weakref.ref(namespace["work"])
+    namespace["work"] = timed(namespace["work"])
+    assert _deferred(namespace["work"]).pending
+    del namespace
+    gc.collect()
+    assert alive() is None

@@ -313,6 +313,11 @@ def _shape_key(changes: Sequence[Mapping[str, Any]]) -> tuple[Any, ...] | None:
     return tuple(key)
 
 
+def target_independent(fields: Mapping[str, Any]) -> bool:
+    """Whether one aspect's field changes compile to the same update for every target."""
+    return _shape_key((fields,)) is not None
+
+
 _cache_size = DEFAULT_CACHE_SIZE
 # Decoration happens from any thread (imports in threads, lazy instrumentation): the cache's
 # read-evict-insert sequence is one critical section, or two threads evict the same key.

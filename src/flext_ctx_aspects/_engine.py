@@ -36,7 +36,7 @@ from typing import Any, Final, NamedTuple, cast
 
 from flext_ctx_aspects import _emit, _state
 from flext_ctx_aspects._advice import Advice, Call, CallableKind, Target
-from flext_ctx_aspects._compile import Updater, compile_update
+from flext_ctx_aspects._compile import Updater, compile_update, target_independent
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects._emit import TimingSpec
 from flext_ctx_aspects._native import speedups
@@ -88,6 +88,10 @@ _copy_context: Final = contextvars.copy_context
 
 # The compiled drivers (the sync shapes without hooks) read the same shared state.
 _compiled_driver: Callable[..., Wrapper] | None = None if speedups is None else speedups.Driver
+# A compiled driver that builds the plan and the real driver at its first call.
+_deferred_driver: Callable[[Callable[..., Wrapper], tuple[Any, ...]], Wrapper] | None = (
+    None if speedups is None else speedups.Driver.deferred
+)
 
 
 def use_compiled_drivers(*, enabled: bool) -> bool:
@@ -97,9 +101,10 @@ def use_compiled_drivers(*, enabled: bool) -> bool:
     benchmarks that compare both implementations in one process; users switch with
     ``FLEXT_CTX_PURE_PYTHON``.
     """
-    global _compiled_driver
+    global _compiled_driver, _deferred_driver
     previous = _compiled_driver is not None
     _compiled_driver = speedups.Driver if enabled and speedups is not None else None
+    _deferred_driver = speedups.Driver.deferred if enabled and speedups is not None else None
     return previous
 
 
@@ -980,7 +985,12 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
     new wrapper around the same original function with the longer tuple (fusion).
     """
 
+    # One slot, not three dict entries: whole packages make one wrapper per function.
+    __slots__ = ("_self_state",)
+    _self_state: tuple[tuple[Any, ...], CallableKind, bool]
     __bound_function_wrapper__ = _BoundAspectWrapper
+    # How __get__ binds (see there): set per instance where it is not a plain function's.
+    _self_get: str = "function"
 
     def __init__(
         self,
@@ -993,11 +1003,22 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
         hooks: bool = False,
     ) -> None:
         super().__init__(wrapped, None, wrapper, None, binding)
-        self._self_aspects = aspects
-        self._self_kind = kind
-        self._self_kind_overridden = kind_overridden
-        # How __get__ binds (see there).
-        self._self_get = _get_mode(wrapped, binding, hooks)
+        self._self_state = (aspects, kind, kind_overridden)
+        get_mode = _get_mode(wrapped, binding, hooks)
+        if get_mode is not _GET_FUNCTION:
+            _set_attribute(self, "_self_get", get_mode)
+
+    @property
+    def _self_aspects(self) -> tuple[Any, ...]:
+        return self._self_state[0]
+
+    @property
+    def _self_kind(self) -> CallableKind:
+        return self._self_state[1]
+
+    @property
+    def _self_kind_overridden(self) -> bool:
+        return self._self_state[2]
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         # wrapt binds by creating a bound wrapper per attribute access (~0.6 µs), which then
@@ -1064,8 +1085,63 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
 
 
 _base_get: Final = _FunctionWrapperBase.__get__
+# AspectWrapper(...) without its Python __init__ (one per function of an instrumented
+# package): wrapt's own constructor and initialiser, then the two slots.
+_wrapper_new: Final = _FunctionWrapperBase.__new__
+_wrapper_init: Final = _FunctionWrapperBase.__init__
+_set_state: Final = AspectWrapper.__dict__["_self_state"].__set__
+_set_attribute: Final = setattr  # wrapt stores `_self_` names on the wrapper itself
+
+
+def _new_wrapper(
+    base: Any,
+    driver: Wrapper,
+    binding: str,
+    aspects: tuple[Any, ...],
+    kind: CallableKind,
+    overridden: bool,
+    hooks: bool,
+) -> AspectWrapper:
+    wrapper: AspectWrapper = _wrapper_new(AspectWrapper)
+    _wrapper_init(wrapper, base, None, driver, None, binding)
+    _set_state(wrapper, (aspects, kind, overridden))
+    get_mode = _get_mode(base, binding, hooks)
+    if get_mode is not _GET_FUNCTION:
+        _set_attribute(wrapper, "_self_get", get_mode)
+    return wrapper
+
+
+def apply_deferrable(aspects: tuple[Any, ...], function: types.FunctionType) -> Any:
+    """`apply_aspects` for a plain function and a stack `deferrable` said yes to."""
+    if _deferred_driver is None:
+        return apply_aspects(aspects, function)
+    return _deferred_function_wrapper(aspects, function)
+
+
+def _deferred_function_wrapper(aspects: tuple[Any, ...], function: Any) -> AspectWrapper:
+    """`apply_aspects` for a plain function and a deferrable stack: what is left of it."""
+    kind = detect_kind(function)
+    module = function.__module__
+    driver = cast("Callable[..., Wrapper]", _deferred_driver)(
+        _settle,
+        (
+            function,
+            kind,
+            aspects,
+            module if type(module) is str else str(module or ""),
+            (function.__name__, function.__qualname__),
+        ),
+    )
+    wrapper: AspectWrapper = _wrapper_new(AspectWrapper)
+    # What _new_wrapper does, knowing a function's binding and get mode (no hooks).
+    _wrapper_init(wrapper, function, None, driver, None, _FUNCTION_BINDING)
+    _set_state(wrapper, (aspects, kind, False))
+    return wrapper
+
+
 _GET_WRAPT: Final = "wrapt"
 _GET_FUNCTION: Final = "function"
+AspectWrapper._self_get = _GET_FUNCTION  # the default of the class body, by identity
 _GET_STATIC: Final = "static"
 _GET_DESCRIPTOR: Final = "descriptor"
 _GET_PARTIAL: Final = "partial"
@@ -1102,6 +1178,7 @@ def _get_mode(wrapped: Any, binding: str, hooks: bool) -> str:
 
 
 _MethodType: Final = types.MethodType
+_FunctionType: Final = types.FunctionType
 
 _CO_KIND_FLAGS: Final = (
     inspect.CO_GENERATOR
@@ -1172,6 +1249,14 @@ def apply_aspects(aspects: tuple[Any, ...], target: Any, kind: str | None = None
         TypeError: ``target`` is not callable, ``kind`` is unknown, or the aspect's advice
             does not fit the target.
     """
+    if (
+        type(target) is _FunctionType
+        and kind is None
+        and _deferred_driver is not None
+        and deferrable(aspects)
+    ):
+        # The common case (every function of an instrumented package): nothing to unfuse.
+        return _deferred_function_wrapper(aspects, target)
     base, existing, inherited_kind = _unfuse(target)
     if not callable(_underlying(base)):
         raise TypeError(f"cannot instrument {type(target).__qualname__} object: not callable")
@@ -1186,13 +1271,88 @@ def apply_aspects(aspects: tuple[Any, ...], target: Any, kind: str | None = None
     else:
         resolved, overridden = detect_kind(base), False
     aspects = (*aspects, *existing)
+    function = _underlying(base)
+    if (
+        _deferred_driver is not None
+        and type(function) is types.FunctionType
+        and deferrable(aspects)
+    ):
+        # What _make_target and _object_names read of a function, read now; the rest waits
+        # for the first call (FixedAdviceAspect).
+        module = function.__module__
+        deferred = _deferred_driver(
+            _settle,
+            (
+                function,
+                resolved,
+                aspects,
+                module if type(module) is str else str(module or ""),
+                (function.__name__, function.__qualname__),
+            ),
+        )
+        return _new_wrapper(
+            base, deferred, _binding_for(base), aspects, resolved, overridden, hooks=False
+        )
     target_info = _make_target(base, resolved)
     plan = _make_plan(
         target_info, [a.advise(target_info) for a in aspects], _object_names(base, target_info)
     )
     driver = _DRIVERS[resolved](plan)
     hooks = bool(plan.befores or plan.afters)
-    return AspectWrapper(base, driver, _binding_for(base), aspects, resolved, overridden, hooks)
+    return _new_wrapper(base, driver, _binding_for(base), aspects, resolved, overridden, hooks)
+
+
+class FixedAdviceAspect:
+    """Base of the aspects whose advice is the same for every target.
+
+    A subclass sets it once, with ``_fix(advice)``. When that advice has no hooks and its
+    fields do not read the call (a shape the field compiler shares between targets), the
+    compiled engine builds the plan and the driver at the function's first call rather than
+    at decoration: instrumenting a whole package at import then costs only what the wrapper
+    itself needs (kind, binding), and most functions of a package never run. Nothing can
+    fail later that would have failed at decoration: such a plan depends on the function's
+    names only, read at decoration.
+    """
+
+    __slots__ = ("advice", "deferrable")
+    advice: Advice
+    deferrable: bool
+
+    def _fix(self, advice: Advice) -> None:
+        self.advice = advice
+        self.deferrable = (
+            advice.before is None
+            and advice.after is None
+            and (not advice.fields or target_independent(advice.fields))
+        )
+
+    def advise(self, target: Target) -> Advice:
+        """Return the advice (the same for every target)."""
+        return self.advice
+
+
+_FIXED_ADVISE: Final = FixedAdviceAspect.advise
+
+
+def deferrable(aspects: tuple[Any, ...]) -> bool:
+    """Whether the plan of ``aspects`` may wait for the first call (see `FixedAdviceAspect`)."""
+    for aspect in aspects:
+        if type(aspect).advise is not _FIXED_ADVISE or not aspect.deferrable:
+            return False
+    return True
+
+
+def _settle(
+    function: Any, kind: CallableKind, aspects: tuple[Any, ...], module: str, names: tuple[str, str]
+) -> Wrapper:
+    """The first call of a deferred driver: the plan and driver decoration would have built."""
+    try:
+        target = Target(function, kind, module, names[1])
+        return _DRIVERS[kind](_make_plan(target, [a.advice for a in aspects], names))
+    except Exception as exc:
+        # Not expected (such a plan reads names only); the call goes on uninstrumented.
+        report_internal_error(f"instrumenting {names[1]} at its first call", exc)
+        return _pass_through
 
 
 def aspects_of(function: Any) -> tuple[Any, ...]:

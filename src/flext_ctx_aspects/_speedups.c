@@ -35,7 +35,7 @@
 
 /* What the Python side expects (_native.ABI): bumped whenever an entry point changes, so a
  * module built from an older source is refused instead of failing at import. */
-#define SPEEDUPS_ABI 3
+#define SPEEDUPS_ABI 4
 
 static double multiplier = 0.0;
 
@@ -307,14 +307,42 @@ typedef struct {
     long long min_duration_ns; /* spec.min_duration_ns: filtered here, before any path */
     int keep_errors;           /* spec.keep_errors */
     vectorcallfunc vectorcall;
+    /* A deferred driver (Driver.deferred): build(*build_args) makes the real driver at the
+     * first call. A compiled one is copied into this object; any other is delegated to. */
+    PyObject *build;
+    PyObject *build_args;
+    PyObject *delegate;
 } Driver;
+
+static int
+Driver_traverse(Driver *self, visitproc visit, void *arg)
+{
+    /* build_args hold the decorated function, whose globals may hold its wrapper. */
+    Py_VISIT(self->update);
+    Py_VISIT(self->spec);
+    Py_VISIT(self->build);
+    Py_VISIT(self->build_args);
+    Py_VISIT(self->delegate);
+    return 0;
+}
+
+static int
+Driver_clear(Driver *self)
+{
+    Py_CLEAR(self->update);
+    Py_CLEAR(self->spec);
+    Py_CLEAR(self->build);
+    Py_CLEAR(self->build_args);
+    Py_CLEAR(self->delegate);
+    return 0;
+}
 
 static void
 Driver_dealloc(Driver *self)
 {
-    Py_XDECREF(self->update);
+    PyObject_GC_UnTrack(self);
+    Driver_clear(self);
     Py_XDECREF(self->qualname);
-    Py_XDECREF(self->spec);
     Py_XDECREF(self->name);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -723,6 +751,105 @@ Driver_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf, PyObject *
     return result;
 }
 
+/* The deferred driver's first call (and a call racing it): build, settle, go on. */
+static PyObject *Driver_deferred_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf,
+                                            PyObject *kwnames);
+
+static PyObject *
+Driver_delegate_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf,
+                           PyObject *kwnames)
+{
+    return PyObject_Vectorcall(self->delegate, argv, nargsf, kwnames);
+}
+
+static PyObject *
+Driver_deferred_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf,
+                           PyObject *kwnames)
+{
+    if (self->build != NULL) {
+        /* The builder may let another thread in (it is Python): whoever settles first
+         * wins, a later result is dropped; the object stays valid throughout. */
+        PyObject *build = Py_NewRef(self->build);
+        PyObject *build_args = Py_NewRef(self->build_args);
+        PyObject *real = PyObject_Call(build, build_args, NULL);
+        Py_DECREF(build);
+        Py_DECREF(build_args);
+        if (real == NULL) {
+            return NULL; /* the builder reports an Exception itself: this is a BaseException */
+        }
+        if (self->build != NULL) {
+            if (Py_TYPE(real) == Py_TYPE(self) && ((Driver *)real)->build == NULL &&
+                ((Driver *)real)->delegate == NULL) {
+                Driver *built = (Driver *)real;
+                Py_XSETREF(self->update, Py_XNewRef(built->update));
+                Py_XSETREF(self->qualname, Py_NewRef(built->qualname));
+                Py_XSETREF(self->spec, Py_XNewRef(built->spec));
+                Py_XSETREF(self->name, Py_NewRef(built->name));
+                self->min_duration_ns = built->min_duration_ns;
+                self->keep_errors = built->keep_errors;
+                self->vectorcall = (vectorcallfunc)Driver_vectorcall;
+            }
+            else {
+                Py_XSETREF(self->delegate, Py_NewRef(real));
+                self->vectorcall = (vectorcallfunc)Driver_delegate_vectorcall;
+            }
+            Py_CLEAR(self->build);
+            Py_CLEAR(self->build_args);
+        }
+        Py_DECREF(real);
+    }
+    return self->vectorcall((PyObject *)self, argv, nargsf, kwnames);
+}
+
+static PyObject *
+Driver_deferred(PyTypeObject *type, PyObject *args)
+{
+    PyObject *build, *build_args;
+    if (!PyArg_ParseTuple(args, "OO!:deferred", &build, &PyTuple_Type, &build_args)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(build)) {
+        PyErr_SetString(PyExc_TypeError, "Driver.deferred() needs a callable builder");
+        return NULL;
+    }
+    Driver *self = (Driver *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->qualname = Py_NewRef(Py_None);
+    self->name = Py_NewRef(Py_None);
+    self->build = Py_NewRef(build);
+    self->build_args = Py_NewRef(build_args);
+    self->vectorcall = (vectorcallfunc)Driver_deferred_vectorcall;
+    return (PyObject *)self;
+}
+
+/* Whether this driver still waits for its first call (for tests and diagnostics). */
+static PyObject *
+Driver_get_deferred(Driver *self, void *closure)
+{
+    return PyBool_FromLong(self->build != NULL);
+}
+
+static PyObject *
+Driver_get_delegate(Driver *self, void *closure)
+{
+    return Py_NewRef(self->delegate != NULL ? self->delegate : Py_None);
+}
+
+static PyMethodDef Driver_methods[] = {
+    {"deferred", (PyCFunction)Driver_deferred, METH_VARARGS | METH_CLASS,
+     "Driver.deferred(build, args): a driver made by build(*args) at its first call."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Driver_getset[] = {
+    {"pending", (getter)Driver_get_deferred, NULL, "Still waiting for its first call.", NULL},
+    {"delegate", (getter)Driver_get_delegate, NULL,
+     "The Python driver a settled deferred driver calls, or None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyObject *
 Driver_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -780,9 +907,14 @@ static PyTypeObject DriverType = {
     .tp_dealloc = (destructor)Driver_dealloc,
     .tp_vectorcall_offset = offsetof(Driver, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Driver(update, qualname, spec, name): a compiled sync driver.",
     .tp_new = Driver_new,
+    .tp_traverse = (traverseproc)Driver_traverse,
+    .tp_clear = (inquiry)Driver_clear,
+    .tp_free = PyObject_GC_Del,
+    .tp_methods = Driver_methods,
+    .tp_getset = Driver_getset,
 };
 
 static PyObject *

@@ -17,6 +17,7 @@ declared ``async def`` or containing ``yield`` (``"coroutine"``, ``"generator"``
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, TypeVar, overload
 
@@ -31,7 +32,13 @@ from flext_ctx_aspects._compile import (
     NewId,
     TraceRoot,
 )
-from flext_ctx_aspects._engine import apply_aspect, apply_aspects
+from flext_ctx_aspects._engine import (
+    FixedAdviceAspect,
+    apply_aspect,
+    apply_aspects,
+    apply_deferrable,
+    deferrable,
+)
 from flext_ctx_aspects.typing import Aspect
 
 __all__ = [
@@ -108,8 +115,12 @@ def stacked(decorators: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], Any
     one_pass = len(aspects) == len(decorators) and all(
         d._enabled and d._kind is None for d in decorators if isinstance(d, _Decorator)
     )
+    # Known once for the stack, not once per function of an instrumented package.
+    deferred = one_pass and deferrable(aspects)
 
     def apply(func: Any) -> Any:
+        if deferred and type(func) is _FunctionType:
+            return apply_deferrable(aspects, func)
         if one_pass and not isinstance(func, (type, property)):
             return apply_aspects(aspects, func)
         for decorator in reversed(decorators):
@@ -117,6 +128,9 @@ def stacked(decorators: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], Any
         return func
 
     return apply
+
+
+_FunctionType: Final = types.FunctionType
 
 
 def _decorator_name(aspect_: object) -> str:
@@ -230,30 +244,34 @@ class _AdviceFunction:
 # --- @with_correlation ----------------------------------------------------------------------
 
 
-class _Correlation:
-    __slots__ = ("advice", "inherit")
+class _Correlation(FixedAdviceAspect):
+    __slots__ = ("inherit",)
 
     def __init__(self, inherit: bool) -> None:
         self.inherit = inherit
         # Target-independent (its sources are stateless): built once, as for @timed.
         if inherit:
-            self.advice = Advice(
-                fields={"correlation_id": CurrentOrNewId("correlation_id"), "trace_id": TraceRoot()}
+            self._fix(
+                Advice(
+                    fields={
+                        "correlation_id": CurrentOrNewId("correlation_id"),
+                        "trace_id": TraceRoot(),
+                    }
+                )
             )
         else:
-            self.advice = Advice(
-                fields={
-                    "correlation_id": NewId(),
-                    "parent_correlation_id": Current("correlation_id"),
-                    "trace_id": TraceRoot(),
-                }
+            self._fix(
+                Advice(
+                    fields={
+                        "correlation_id": NewId(),
+                        "parent_correlation_id": Current("correlation_id"),
+                        "trace_id": TraceRoot(),
+                    }
+                )
             )
 
     def __repr__(self) -> str:
         return f"with_correlation(inherit={self.inherit!r})"
-
-    def advise(self, target: Target) -> Advice:
-        return self.advice
 
 
 @overload
@@ -332,8 +350,8 @@ def _field_value(field: str, parameter: str, value: Any, *, required: bool = Fal
     return _VALIDATORS[field](parameter, value)
 
 
-class _Service:
-    __slots__ = ("advice", "environment", "name", "version")
+class _Service(FixedAdviceAspect):
+    __slots__ = ("environment", "name", "version")
 
     def __init__(
         self, name: str | Source, version: str | Source | None, environment: str | Source | None
@@ -342,19 +360,19 @@ class _Service:
         self.version = version
         self.environment = environment
         # Target-independent (a source is resolved per target by the engine): built once.
-        self.advice = Advice(
-            fields={
-                "service_name": name,
-                "service_version": version,
-                "service_environment": environment,
-            }
+        # The values were validated by service() already.
+        self._fix(
+            Advice(
+                fields={
+                    "service_name": name,
+                    "service_version": version,
+                    "service_environment": environment,
+                }
+            )
         )
 
     def __repr__(self) -> str:
         return f"service({self.name!r}, {self.version!r}, {self.environment!r})"
-
-    def advise(self, target: Target) -> Advice:
-        return self.advice
 
 
 def service(
@@ -396,20 +414,17 @@ def service(
 # --- @timed -----------------------------------------------------------------------------------
 
 
-class _Timed:
-    __slots__ = ("advice", "timing")
+class _Timed(FixedAdviceAspect):
+    __slots__ = ("timing",)
 
     def __init__(self, timing: Timing) -> None:
         self.timing = timing
         # The same for every target (Advice is frozen): built once, not once per function of
         # an instrumented package.
-        self.advice = Advice(timing=timing)
+        self._fix(Advice(timing=timing))
 
     def __repr__(self) -> str:
         return f"timed({self.timing!r})"
-
-    def advise(self, target: Target) -> Advice:
-        return self.advice
 
 
 @overload

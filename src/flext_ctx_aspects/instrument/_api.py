@@ -61,6 +61,10 @@ def no_instrument(obj: T) -> T:
     return obj
 
 
+def _unset_decorator(function: Any) -> Any:
+    raise AssertionError("no decorator built yet")  # never called: _last_specs is None
+
+
 class Instrumentation:
     """The handle `instrument` returns: call it, ``.uninstrument()`` it, or use ``with``.
 
@@ -83,6 +87,8 @@ class Instrumentation:
         self.refused: list[tuple[str, str]] = []
         self.active = False
         self._decorators: dict[tuple[int, ...], Callable[[Any], Any]] = {}
+        self._last_specs: tuple[Any, ...] | None = None
+        self._last_decorate: Callable[[Any], Any] = _unset_decorator
         self._wanted: dict[str, bool] = {}
         self._include = _glob_regex(config.instrument.include)
         self._settings: Any = None
@@ -129,15 +135,20 @@ class Instrumentation:
     def _wrap(self, entry: Selected) -> None:
         wrapper = self.ledger.wrapper_for(entry.original)
         if wrapper is None:
-            # By identity: the specs are the config's own objects (their options are mappings).
-            key = tuple(map(id, entry.aspects))
-            decorate = self._decorators.get(key)
-            if decorate is None:
-                # One engine pass for the whole stack (the first aspect is the outermost).
-                decorate = stacked(
-                    tuple(build_decorator(s, self.config.service) for s in entry.aspects)
-                )
-                self._decorators[key] = decorate
+            specs = entry.aspects
+            if specs is self._last_specs:  # the configuration's tuple, shared by most entries
+                decorate = self._last_decorate
+            else:
+                # By identity: the specs are the config's own objects (their options are
+                # mappings).
+                key = tuple(map(id, specs))
+                found = self._decorators.get(key)
+                if found is None:
+                    # One engine pass for the whole stack (the first aspect is the outermost).
+                    found = stacked(tuple(build_decorator(s, self.config.service) for s in specs))
+                    self._decorators[key] = found
+                decorate = found
+                self._last_specs, self._last_decorate = specs, decorate
             wrapper = decorate(entry.original)
         for index, (owner, attribute) in enumerate(entry.places):
             try:

@@ -20,7 +20,7 @@ import sys
 import traceback
 import types
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 __all__ = ["FrameScan", "frame_use"]
@@ -43,6 +43,8 @@ _FRAME_NAMES: Final = frozenset(
         "stacklevel",
     }
 )
+_CodeType: Final = types.CodeType
+_FunctionType: Final = types.FunctionType
 _FRAME_FUNCTIONS: Final = frozenset(
     id(function)
     for function in (
@@ -56,13 +58,6 @@ _FRAME_FUNCTIONS: Final = frozenset(
         traceback.walk_stack,
     )
 )
-
-
-def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
-    yield code
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _codes(const)
 
 
 class FrameScan:
@@ -83,8 +78,16 @@ class FrameScan:
         )
 
 
-def _direct_use(code: types.CodeType, scan: FrameScan) -> str | None:
-    for inner in _codes(code):
+def _direct_use(code: types.CodeType, scan: FrameScan, visited: list[types.CodeType]) -> str | None:
+    """What in ``code`` or its nested code walks frames; ``visited`` gets the code scanned.
+
+    Depth-first, in definition order (the reason names the first hit); each code object's
+    constants are read once.
+    """
+    pending = [code]
+    while pending:
+        inner = pending.pop()
+        visited.append(inner)
         names = inner.co_names
         if not _FRAME_NAMES.isdisjoint(names):
             return min(_FRAME_NAMES.intersection(names))
@@ -92,19 +95,33 @@ def _direct_use(code: types.CodeType, scan: FrameScan) -> str | None:
             return "inspect.stack"
         if "stacklevel" in inner.co_varnames:
             return "stacklevel"
-        consts = inner.co_consts
-        for const in consts:
-            # Keyword names of calls are a tuple constant (``f(x, stacklevel=2)``).
-            if type(const) is tuple and "stacklevel" in const:
-                return "stacklevel"
-        calls_warn = "warn" in names and (
-            "warnings" in names or scan.namespace.get("warn") is warnings.warn
-        )
-        if calls_warn and any(type(c) is int and c >= 2 for c in consts):
+        nested = None
+        stack_level = False
+        for const in inner.co_consts:
+            kind = type(const)
+            if kind is tuple:
+                # Keyword names of calls are a tuple constant (``f(x, stacklevel=2)``).
+                if "stacklevel" in const:
+                    return "stacklevel"
+            elif kind is int:
+                stack_level = stack_level or const >= 2
+            elif kind is _CodeType:
+                if nested is None:
+                    nested = [const]
+                else:
+                    nested.append(const)
+        if (
+            stack_level
+            and "warn" in names
+            and ("warnings" in names or scan.namespace.get("warn") is warnings.warn)
+        ):
             # warnings.warn(message, category, 2): a positional stack level.
             return "warnings.warn with a stack level"
         if scan.aliases and not scan.aliases.isdisjoint(names):
             return min(scan.aliases.intersection(names))
+        if nested is not None:
+            nested.reverse()
+            pending.extend(nested)
     return None
 
 
@@ -126,15 +143,16 @@ def frame_use(function: types.FunctionType, scan: FrameScan) -> str | None:
     if key in memo:
         return memo[key]
     memo[key] = None  # recursion guard for mutually recursive helpers
-    found = _direct_use(code, scan)
+    codes: list[types.CodeType] = []
+    found = _direct_use(code, scan, codes)
     if found is None:
         namespace = scan.namespace
         module = function.__module__
-        for inner in _codes(code):
+        for inner in codes:
             for name in inner.co_names:
                 helper = namespace.get(name)
                 if (
-                    type(helper) is types.FunctionType
+                    type(helper) is _FunctionType
                     and helper is not function
                     and helper.__module__ == module
                     and frame_use(helper, scan) is not None

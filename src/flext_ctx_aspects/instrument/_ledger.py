@@ -25,6 +25,8 @@ _set_class: Final = object.__dict__["__class__"].__set__
 class _Released(AspectWrapper):
     """A wrapper whose instrumentation was undone: a pure pass-through to the original."""
 
+    __slots__ = ()  # the same layout as AspectWrapper's, so __class__ can be assigned
+
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         return self.__wrapped__(*args, **kwargs)
 

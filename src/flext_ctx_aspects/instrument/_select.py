@@ -71,6 +71,7 @@ NEVER_WRAPPED: Final = frozenset(
 # Never instrumented, whatever the configuration says: the machinery itself.
 _OWN_PACKAGES: Final = ("flext_ctx_aspects", "wrapt")
 _new_tuple: Final[Any] = tuple.__new__
+_FunctionType: Final = types.FunctionType
 _C_CALLABLES: Final = (
     types.BuiltinFunctionType,
     types.MethodWrapperType,
@@ -205,13 +206,31 @@ class _Walk:
         self.rules = [
             rule for rule in config.instrument.rules if _any_match(self.name, (rule.module,))
         ]
+        self.aspects = config.instrument.aspects
 
     def skip(self, qualname: str, reason: str) -> None:
         self.plan.skipped.append(Skipped(self.name, qualname, reason))
 
     def scan(self, owner: Any, prefix: str, seen: set[int]) -> None:
+        name = self.name
+        objects = self.objects
+        places = self.places
+        canonical = self.canonical
+        binding = "method" if prefix else "function"
         for attribute, value in list(vars(owner).items()):
-            qualname = f"{prefix}{attribute}"
+            qualname = prefix + attribute
+            if type(value) is _FunctionType and value.__module__ == name:
+                # A function defined here, the common case, without member()'s checks.
+                key = id(value)
+                stored = places.get(key)
+                if stored is None:
+                    objects[key] = value
+                    places[key] = [(owner, attribute)]
+                else:
+                    stored.append((owner, attribute))
+                if value.__qualname__ == qualname:
+                    canonical[key] = (owner, attribute, qualname, binding)
+                continue
             if isinstance(value, type):
                 if (
                     getattr(value, "__module__", None) == self.name
@@ -273,10 +292,16 @@ class _Walk:
             self.canonical[key] = (owner, attribute, qualname, binding)
 
     def decide(self) -> ModulePlan:
+        selected = self.plan.selected
+        module = self.name
+        places_of = self.places
+        canonical = self.canonical
         for key, value in self.objects.items():
-            places = tuple(self.places[key])
-            home = self.canonical.get(key)
-            function: types.FunctionType = _function_of(value)
+            places = tuple(places_of[key])
+            home = canonical.get(key)
+            function: types.FunctionType = (
+                value if type(value) is _FunctionType else _function_of(value)
+            )
             if home is None:
                 owner, attribute = places[0]
                 where = getattr(owner, "__qualname__", None)
@@ -293,14 +318,13 @@ class _Walk:
             if reason is not None:
                 self.skip(qualname, reason)
                 continue
-            aspects = self.aspects_for(qualname)
+            aspects = self.aspects_for(qualname) if self.rules else self.aspects
             if not aspects:
                 self.skip(qualname, "a rule gives it no aspects")
                 continue
             # The named tuple's C constructor (its __new__ is Python): in field order.
-            self.plan.selected.append(
-                _new_tuple(Selected, (self.name, qualname, binding, aspects, value, places))
-            )
+            entry = (module, qualname, binding, aspects, value, places)
+            selected.append(_new_tuple(Selected, entry))
         return self.plan
 
     def refusal(self, function: types.FunctionType, attribute: str, qualname: str) -> str | None:
