@@ -94,6 +94,20 @@ _deferred_driver: Callable[[Callable[..., Wrapper], tuple[Any, ...]], Wrapper] |
 )
 
 
+# wrapt's pure-Python __call__ (WRAPT_DISABLE_EXTENSIONS=1) is a Python frame of its own.
+_WRAPT_COMPILED: Final = not inspect.isfunction(_FunctionWrapperBase.__call__)
+
+
+def sync_wrapper_adds_frame(timings: int) -> bool:
+    """Whether a sync function's wrapper puts a Python frame between it and its caller.
+
+    Built-in aspects on a plain function (no hooks) with at most one timing get a compiled
+    driver, which with wrapt's C extension adds no frame: ``sys._getframe(1)``,
+    ``warnings.warn(stacklevel=2)`` and logging's ``stacklevel`` see the real caller.
+    """
+    return _compiled_driver is None or not _WRAPT_COMPILED or timings > 1
+
+
 def use_compiled_drivers(*, enabled: bool) -> bool:
     """Decorate with the compiled drivers (where built) or the Python ones from now on.
 

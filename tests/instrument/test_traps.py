@@ -11,6 +11,7 @@ import pickle
 import sys
 import typing
 import warnings
+from collections.abc import Iterator
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -142,29 +143,58 @@ def via_helper():
 
 def innocent():
     return 1
+
+def via_generator():
+    yield sys._getframe(1).f_code.co_name
 """
 
 
+FRAME_FUNCTIONS = (
+    "via_getframe",
+    "via_alias",
+    "via_currentframe",
+    "via_stack",
+    "via_warn",
+    "via_positional_warn",
+    "via_logging",
+    "via_helper",
+)
+
+
+@pytest.fixture(params=["python", "compiled"])
+def driver_implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    # The drivers this process decorates with: compiled sync drivers add no frame.
+    from flext_ctx_aspects import _engine
+
+    if request.param == "compiled" and (_engine.speedups is None or not _engine._WRAPT_COMPILED):
+        pytest.skip("the compiled drivers are not built, or wrapt is pure Python")
+    previous = _engine.use_compiled_drivers(enabled=request.param == "compiled")
+    try:
+        yield request.param
+    finally:
+        _engine.use_compiled_drivers(enabled=previous)
+
+
 def test_frame_sensitive_functions_are_skipped_and_reported(
-    make_package: MakePackage, caplog: pytest.LogCaptureFixture
+    make_package: MakePackage, caplog: pytest.LogCaptureFixture, driver_implementation: str
 ) -> None:
     _, name = load(make_package, FRAMES)
     module = importlib.import_module(name)
     plan = select_module(module, load_config(config(name.partition(".")[0]), environ={}))
     reasons = {s.qualname: s.reason for s in plan.skipped}
-    for function in (
-        "via_getframe",
-        "via_alias",
-        "via_currentframe",
-        "via_stack",
-        "via_warn",
-        "via_positional_warn",
-        "via_logging",
-        "via_helper",
-    ):
-        assert reasons[function].startswith("frame-sensitive"), function
-    assert "calls frame-sensitive _helper()" in reasons["via_helper"]
-    assert [s.qualname for s in plan.selected] == ["innocent"]
+    selected = [s.qualname for s in plan.selected]
+    if driver_implementation == "python":
+        for function in FRAME_FUNCTIONS:
+            assert reasons[function].startswith("frame-sensitive"), function
+        assert "calls frame-sensitive _helper()" in reasons["via_helper"]
+        assert selected == ["innocent"]
+    else:
+        # Wrapped: their compiled driver is no frame, so they still see their real caller.
+        assert selected == [*FRAME_FUNCTIONS, "innocent"]
+    # A generator's driver is Python (a frame around each step): skipped either way.
+    assert reasons["via_generator"] == (
+        "frame-sensitive (_getframe): a wrapper would be seen as its caller"
+    )
 
     def caller() -> tuple[str, ...]:
         return (

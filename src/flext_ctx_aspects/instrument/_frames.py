@@ -1,12 +1,15 @@
 """Which functions look at their caller's frame (and would see the wrapper's instead).
 
-A wrapper adds one Python frame between a function and its caller. A function that reads
+A Python driver (pure-Python engine; generators, coroutines and async generators always) adds
+one Python frame between a function and its caller. A function that reads
 ``sys._getframe(1)``, ``inspect.currentframe().f_back``, ``inspect.stack()``, or passes
 ``stacklevel=`` to ``warnings.warn`` or to a logging call would then report the wrapper as
 its caller. Such functions are found by scanning their code objects (and the code of their
 nested functions, lambdas and comprehensions) for the names these operations use, and by
-following calls to functions of the same module that do. They are never wrapped; the plan
-lists them as "frame-sensitive".
+following calls to functions of the same module that do. They are not wrapped; the plan
+lists them as "frame-sensitive". Sync functions whose wrapper is a compiled driver (no
+frame: `flext_ctx_aspects._engine.sync_wrapper_adds_frame`) are not scanned: they are wrapped
+and see their real caller.
 
 Not detectable this way: a stack level passed positionally through a variable, or frames
 reached through an object of another module. A positional ``warnings.warn(msg, cat, 2)`` is

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from flext_ctx_aspects._engine import AspectWrapper, detect_kind
+from flext_ctx_aspects._engine import AspectWrapper, detect_kind, sync_wrapper_adds_frame
 from flext_ctx_aspects.config import AspectSpec, Config
 from flext_ctx_aspects.instrument._frames import FrameScan, frame_use
 
@@ -207,6 +207,8 @@ class _Walk:
             rule for rule in config.instrument.rules if _any_match(self.name, (rule.module,))
         ]
         self.aspects = config.instrument.aspects
+        # id(aspects) -> (aspects, whether their sync wrapper adds a frame): few tuples.
+        self.frames_added: dict[int, tuple[tuple[AspectSpec, ...], bool]] = {}
 
     def skip(self, qualname: str, reason: str) -> None:
         self.plan.skipped.append(Skipped(self.name, qualname, reason))
@@ -313,12 +315,12 @@ class _Walk:
                 )
                 continue
             _, attribute, qualname, binding = home
+            aspects = self.aspects_for(qualname) if self.rules else self.aspects
             reason = "@no_instrument" if _marked(value) else None
-            reason = reason or self.refusal(function, attribute, qualname)
+            reason = reason or self.refusal(function, attribute, qualname, aspects)
             if reason is not None:
                 self.skip(qualname, reason)
                 continue
-            aspects = self.aspects_for(qualname) if self.rules else self.aspects
             if not aspects:
                 self.skip(qualname, "a rule gives it no aspects")
                 continue
@@ -327,7 +329,13 @@ class _Walk:
             selected.append(_new_tuple(Selected, entry))
         return self.plan
 
-    def refusal(self, function: types.FunctionType, attribute: str, qualname: str) -> str | None:
+    def refusal(
+        self,
+        function: types.FunctionType,
+        attribute: str,
+        qualname: str,
+        aspects: tuple[AspectSpec, ...],
+    ) -> str | None:
         ins = self.config.instrument
         if attribute in NEVER_WRAPPED:
             return "dunder the interpreter calls implicitly (never wrapped)"
@@ -347,10 +355,20 @@ class _Walk:
                 return f"excluded by exclude_functions {excluded!r}"
         if function.__dict__ and function.__dict__.get("__isabstractmethod__", False):
             return "abstract method"
+        if self.frameless(aspects) and detect_kind(function) == "function":
+            return None  # a compiled sync driver adds no frame: nothing to look for
         use = frame_use(function, self.frames)
         if use is not None:
             return f"frame-sensitive ({use}): a wrapper would be seen as its caller"
         return None
+
+    def frameless(self, aspects: tuple[AspectSpec, ...]) -> bool:
+        """Whether these aspects wrap a sync function without adding a Python frame."""
+        known = self.frames_added.get(id(aspects))
+        if known is None or known[0] is not aspects:
+            timings = sum(spec.name == "timed" for spec in aspects)
+            known = self.frames_added[id(aspects)] = (aspects, sync_wrapper_adds_frame(timings))
+        return not known[1]
 
     def aspects_for(self, qualname: str) -> tuple[AspectSpec, ...]:
         for rule in self.rules:
