@@ -1003,8 +1003,9 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
     __slots__ = ("_self_state",)
     _self_state: tuple[tuple[Any, ...], CallableKind, bool]
     __bound_function_wrapper__ = _BoundAspectWrapper
-    # How __get__ binds (see there): set per instance where it is not a plain function's.
-    _self_get: str = "function"
+    # How __get__ binds (see there): _GET_FUNCTION for the class (set below), set per
+    # instance where it differs.
+    _self_get: str
 
     def __init__(
         self,
@@ -1100,7 +1101,7 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
 
 _base_get: Final = _FunctionWrapperBase.__get__
 # AspectWrapper(...) without its Python __init__ (one per function of an instrumented
-# package): wrapt's own constructor and initialiser, then the two slots.
+# package): wrapt's own constructor and initialiser, then the slot.
 _wrapper_new: Final = _FunctionWrapperBase.__new__
 _wrapper_init: Final = _FunctionWrapperBase.__init__
 _set_state: Final = AspectWrapper.__dict__["_self_state"].__set__
@@ -1132,11 +1133,11 @@ def apply_deferrable(aspects: tuple[Any, ...], function: types.FunctionType) -> 
     return _deferred_function_wrapper(aspects, function)
 
 
-def _deferred_function_wrapper(aspects: tuple[Any, ...], function: Any) -> AspectWrapper:
-    """`apply_aspects` for a plain function and a deferrable stack: what is left of it."""
-    kind = detect_kind(function)
+def _deferred(function: Any, kind: CallableKind, aspects: tuple[Any, ...]) -> Wrapper:
+    # What _make_target and _object_names read of a function, read now; the rest waits for
+    # the first call (FixedAdviceAspect).
     module = function.__module__
-    driver = cast("Callable[..., Wrapper]", _deferred_driver)(
+    return cast("Callable[..., Wrapper]", _deferred_driver)(
         _settle,
         (
             function,
@@ -1146,6 +1147,12 @@ def _deferred_function_wrapper(aspects: tuple[Any, ...], function: Any) -> Aspec
             (function.__name__, function.__qualname__),
         ),
     )
+
+
+def _deferred_function_wrapper(aspects: tuple[Any, ...], function: Any) -> AspectWrapper:
+    """`apply_aspects` for a plain function and a deferrable stack: what is left of it."""
+    kind = detect_kind(function)
+    driver = _deferred(function, kind, aspects)
     wrapper: AspectWrapper = _wrapper_new(AspectWrapper)
     # What _new_wrapper does, knowing a function's binding and get mode (no hooks).
     _wrapper_init(wrapper, function, None, driver, None, _FUNCTION_BINDING)
@@ -1286,24 +1293,9 @@ def apply_aspects(aspects: tuple[Any, ...], target: Any, kind: str | None = None
         resolved, overridden = detect_kind(base), False
     aspects = (*aspects, *existing)
     function = _underlying(base)
-    if (
-        _deferred_driver is not None
-        and type(function) is types.FunctionType
-        and deferrable(aspects)
-    ):
-        # What _make_target and _object_names read of a function, read now; the rest waits
-        # for the first call (FixedAdviceAspect).
-        module = function.__module__
-        deferred = _deferred_driver(
-            _settle,
-            (
-                function,
-                resolved,
-                aspects,
-                module if type(module) is str else str(module or ""),
-                (function.__name__, function.__qualname__),
-            ),
-        )
+    if _deferred_driver is not None and type(function) is _FunctionType and deferrable(aspects):
+        # A classmethod or staticmethod of a function, or an explicit kind.
+        deferred = _deferred(function, resolved, aspects)
         return _new_wrapper(
             base, deferred, _binding_for(base), aspects, resolved, overridden, hooks=False
         )

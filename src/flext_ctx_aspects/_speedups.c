@@ -373,9 +373,9 @@ fields_failed(Driver *self)
     return 1;
 }
 
-/* The last value read from one of _emit._wall's two ints: they change once a minute, and
- * PyLong_AsLongLong of a multi-digit int is slow. The int is held, so its address cannot be
- * reused for another value while cached. */
+/* The last value read from one of _emit._wall's two ints: they change once a second at most
+ * (WALL_RESYNC_NS), and PyLong_AsLongLong of a multi-digit int is slow. The int is held, so
+ * its address cannot be reused for another value while cached. */
 typedef struct {
     PyObject *held;
     long long value;
