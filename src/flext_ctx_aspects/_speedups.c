@@ -798,6 +798,15 @@ Driver_deferred_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf,
         }
         Py_DECREF(real);
     }
+    if (self->vectorcall == (vectorcallfunc)Driver_deferred_vectorcall) {
+        /* Cleared by the collector before its first call (its cycle is being freed and a
+         * finaliser calls it): what it wrapped, called as is. */
+        if (PyVectorcall_NARGS(nargsf) != 4 || !PyTuple_Check(argv[2]) || !PyDict_Check(argv[3])) {
+            PyErr_SetString(PyExc_TypeError, "a driver takes (wrapped, instance, args, kwargs)");
+            return NULL;
+        }
+        return PyObject_Call(argv[0], argv[2], argv[3]);
+    }
     return self->vectorcall((PyObject *)self, argv, nargsf, kwnames);
 }
 
