@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -81,6 +82,74 @@ def test_a_reentrant_sink_does_not_recurse() -> None:
         assert user_call() == 1
     assert sink.seen == ["user.call"]
     assert internal_error_counts() == {}
+
+
+@pytest.mark.parametrize("outer", ["function", "generator"])
+@pytest.mark.parametrize("inner", ["function", "generator"])
+def test_no_reentrant_record_across_the_record_paths(outer: str, inner: str) -> None:
+    # A sync function's record is built by the compiled driver (where built), a generator's
+    # by finish(): each path's guard must see the other's.
+    def make(kind: str, name: str) -> Any:
+        if kind == "function":
+
+            @timed(name=name)
+            def plain() -> int:
+                return 1
+
+            return plain
+
+        @timed(name=name)
+        def steps() -> Any:
+            yield 1
+
+        return lambda: sum(steps())
+
+    inner_call = make(inner, "inside.sink")
+    outer_call = make(outer, "user.call")
+
+    class Sink:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def emit(self, record: OperationRecord) -> None:
+            inner_call()  # instrumented code inside emit
+            self.seen.append(record.name)
+
+    sink = Sink()
+    with add_sink(sink):
+        assert outer_call() == 1
+        assert outer_call() == 1
+    assert sink.seen == ["user.call", "user.call"]
+    assert internal_error_counts() == {}
+
+
+def test_a_thread_in_a_sink_does_not_mute_the_others() -> None:
+    import threading
+
+    @timed(name="op")
+    def op() -> int:
+        return 1
+
+    entered, release = threading.Event(), threading.Event()
+    seen: list[tuple[str, str]] = []
+
+    class SlowSink:
+        def emit(self, record: OperationRecord) -> None:
+            seen.append((threading.current_thread().name, record.name))
+            if threading.current_thread().name == "slow":
+                entered.set()
+                release.wait(10)
+
+    with add_sink(SlowSink()):
+        slow = threading.Thread(target=op, name="slow")
+        slow.start()
+        assert entered.wait(10)
+        fast = threading.Thread(target=op, name="fast")
+        fast.start()
+        fast.join(10)
+        release.set()
+        slow.join(10)
+    assert sorted(seen) == [("fast", "op"), ("slow", "op")]
 
 
 def test_a_failure_first_seen_while_logging_fails_is_reported_later(

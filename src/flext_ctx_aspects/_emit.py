@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from flext_ctx_aspects import _state, _trace
 from flext_ctx_aspects._diagnostics import report_internal_error
+from flext_ctx_aspects._native import speedups
 from flext_ctx_aspects.records import EMPTY_MAPPING, FrozenDict, OperationRecord, RecordKind
 
 if TYPE_CHECKING:
@@ -237,6 +238,10 @@ def wall_time_ns(perf_ns: int) -> int:
 # only its own.)
 _emitting: set[int] = set()
 _thread_id: Final = threading.get_ident
+# The compiled record path marks its threads in C instead (no int, no set per record).
+_in_compiled_sinks: Final[Callable[[], bool] | None] = (
+    None if speedups is None else speedups.in_sinks
+)
 _new_record: Final[Callable[..., OperationRecord]] = tuple.__new__
 
 
@@ -263,7 +268,7 @@ def finish(
     me = 0
     if unguarded is None:
         me = _thread_id()
-        if me in _emitting:
+        if me in _emitting or (_in_compiled_sinks is not None and _in_compiled_sinks()):
             return
     try:
         name, kind, min_duration_ns, keep_errors = spec

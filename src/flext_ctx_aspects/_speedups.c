@@ -35,7 +35,7 @@
 
 /* What the Python side expects (_native.ABI): bumped whenever an entry point changes, so a
  * module built from an older source is refused instead of failing at import. */
-#define SPEEDUPS_ABI 4
+#define SPEEDUPS_ABI 5
 
 static double multiplier = 0.0;
 
@@ -246,6 +246,15 @@ chain_pending(PyObject *handled)
 
 /* --- the shared state of every driver (configure_drivers) ------------------------------ */
 
+#if defined(_MSC_VER)
+#define THREAD_LOCAL __declspec(thread)
+#else
+#define THREAD_LOCAL _Thread_local
+#endif
+
+/* This thread is running sinks from the compiled record path (finish's guard, see there). */
+static THREAD_LOCAL int t_in_sinks = 0;
+
 static PyObject *g_sinks = NULL;            /* _emit.active: a list, non-empty = listening */
 static PyObject *g_direct = NULL;           /* _emit.direct: [observer or None] */
 static PyObject *g_finish = NULL;           /* _emit.finish */
@@ -408,21 +417,24 @@ emit_record(Driver *self, PyObject *path, long long start, long long end, PyObje
     /* path: (sinks, their bound emit methods), as _emit._refresh builds it. */
     PyObject *sinks = PyTuple_GET_ITEM(path, 0);
     PyObject *emits = PyTuple_GET_ITEM(path, 1);
-    PyObject *me = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
-    if (me == NULL) {
-        return -1;
+    /* finish's re-entrancy guard: a sink's own instrumented code is not recorded. This path
+     * marks its thread in a C thread-local (finish asks in_sinks()); finish marks threads
+     * in _emitting, read here only when some thread is in it. */
+    if (t_in_sinks) {
+        return 0;
     }
-    /* `me in _emitting` and, if not, `_emitting.add(me)` in one lookup: the set grows
-     * exactly when this thread was not in it. */
-    Py_ssize_t before = PySet_GET_SIZE(g_emitting);
-    if (PySet_Add(g_emitting, me) < 0) {
+    if (PySet_GET_SIZE(g_emitting) > 0) {
+        PyObject *me = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+        if (me == NULL) {
+            return -1;
+        }
+        int inside = PySet_Contains(g_emitting, me);
         Py_DECREF(me);
-        return -1;
+        if (inside != 0) {
+            return inside < 0 ? -1 : 0;
+        }
     }
-    if (PySet_GET_SIZE(g_emitting) == before) {
-        Py_DECREF(me);
-        return 0; /* a sink's own instrumented code: not recorded */
-    }
+    t_in_sinks = 1;
     PyObject *record = NULL;
     PyObject *offset = NULL, *start_ns = NULL, *duration = NULL, *error_type = NULL;
     PyObject *recorded_metadata = NULL, *snapshot = NULL;
@@ -529,37 +541,18 @@ emit_record(Driver *self, PyObject *path, long long start, long long end, PyObje
         Py_DECREF(reported);
         Py_DECREF(failure);
     }
-    /* finally: _emitting.discard(me), whatever is pending */
-    PyObject *pending = fetch_exception();
-    if (PySet_Discard(g_emitting, me) < 0) {
-        chain_pending(pending);
-        result = -1;
-    }
-    else if (pending != NULL) {
-        restore_exception(pending);
-    }
-    Py_DECREF(me);
+    t_in_sinks = 0;
     Py_DECREF(record);
     return result;
 
 failed_to_build:
-    /* finally: _emitting.discard(me) (added above), keeping the pending error */
-    {
-        PyObject *building_error = fetch_exception();
-        if (PySet_Discard(g_emitting, me) < 0) {
-            PyErr_Clear();
-        }
-        if (building_error != NULL) {
-            restore_exception(building_error);
-        }
-    }
+    t_in_sinks = 0;
     Py_XDECREF(offset);
     Py_XDECREF(start_ns);
     Py_XDECREF(duration);
     Py_XDECREF(error_type);
     Py_XDECREF(recorded_metadata);
     Py_XDECREF(snapshot);
-    Py_DECREF(me);
     /* finish: `except Exception: report_internal_error("building an operation record")`. */
     if (!PyErr_ExceptionMatches(PyExc_Exception)) {
         return -1;
@@ -991,6 +984,12 @@ configure_records(PyObject *module, PyObject *args)
 }
 
 static PyObject *
+in_sinks(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(t_in_sinks);
+}
+
+static PyObject *
 set_disabled(PyObject *module, PyObject *arg)
 {
     int value = PyObject_IsTrue(arg);
@@ -1036,6 +1035,8 @@ static PyMethodDef module_methods[] = {
     {"configure_drivers", configure_drivers, METH_VARARGS,
      "Hand the drivers the engine's shared state (once, at import of _engine)."},
     {"set_disabled", set_disabled, METH_O, "set_enabled(False) / (True), for the drivers."},
+    {"in_sinks", in_sinks, METH_NOARGS,
+     "Whether this thread runs sinks from the compiled record path (finish's guard)."},
     {"configure_records", configure_records, METH_VARARGS,
      "Hand the drivers _emit's record path state (once, at import of _engine)."},
     {NULL, NULL, 0, NULL},
