@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import inspect
 import re
 import sys
 import types
@@ -72,6 +73,8 @@ NEVER_WRAPPED: Final = frozenset(
 _OWN_PACKAGES: Final = ("flext_ctx_aspects", "wrapt")
 _new_tuple: Final[Any] = tuple.__new__
 _FunctionType: Final = types.FunctionType
+# Code flags of the functions the engine does not drive as plain (sync) functions.
+_NOT_SYNC: Final = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 _C_CALLABLES: Final = (
     types.BuiltinFunctionType,
     types.MethodWrapperType,
@@ -209,6 +212,9 @@ class _Walk:
         self.aspects = config.instrument.aspects
         # id(aspects) -> (aspects, whether their sync wrapper adds a frame): few tuples.
         self.frames_added: dict[int, tuple[tuple[AspectSpec, ...], bool]] = {}
+        self.default_frameless = not sync_wrapper_adds_frame(
+            sum(spec.name == "timed" for spec in self.aspects)
+        )
 
     def skip(self, qualname: str, reason: str) -> None:
         self.plan.skipped.append(Skipped(self.name, qualname, reason))
@@ -355,7 +361,11 @@ class _Walk:
                 return f"excluded by exclude_functions {excluded!r}"
         if function.__dict__ and function.__dict__.get("__isabstractmethod__", False):
             return "abstract method"
-        if self.frameless(aspects) and detect_kind(function) == "function":
+        if self.frameless(aspects) and (
+            # detect_kind's answer for a plain function, without the call where it is plain.
+            (not function.__code__.co_flags & _NOT_SYNC and not function.__dict__)
+            or detect_kind(function) == "function"
+        ):
             return None  # a compiled sync driver adds no frame: nothing to look for
         use = frame_use(function, self.frames)
         if use is not None:
@@ -364,6 +374,8 @@ class _Walk:
 
     def frameless(self, aspects: tuple[AspectSpec, ...]) -> bool:
         """Whether these aspects wrap a sync function without adding a Python frame."""
+        if aspects is self.aspects:  # the configuration's own: nearly every function
+            return self.default_frameless
         known = self.frames_added.get(id(aspects))
         if known is None or known[0] is not aspects:
             timings = sum(spec.name == "timed" for spec in aspects)
