@@ -35,7 +35,7 @@
 
 /* What the Python side expects (_native.ABI): bumped whenever an entry point changes, so a
  * module built from an older source is refused instead of failing at import. */
-#define SPEEDUPS_ABI 5
+#define SPEEDUPS_ABI 6
 
 static double multiplier = 0.0;
 
@@ -826,11 +826,40 @@ Driver_deferred(PyTypeObject *type, PyObject *args)
     return (PyObject *)self;
 }
 
+/* An undone instrumentation (the ledger releasing a wrapper): calls go straight to what the
+ * wrapper wraps, from C, so an escaped reference to it adds no Python frame either. */
+static PyObject *
+Driver_released_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf,
+                           PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 4 || !PyTuple_Check(argv[2]) || !PyDict_Check(argv[3])) {
+        PyErr_SetString(PyExc_TypeError, "a driver takes (wrapped, instance, args, kwargs)");
+        return NULL;
+    }
+    return PyObject_Call(argv[0], argv[2], argv[3]);
+}
+
+static PyObject *
+Driver_release(Driver *self, PyObject *unused)
+{
+    /* A pending driver is never built now; a settled one forgets nothing it needs. */
+    Py_CLEAR(self->build);
+    Py_CLEAR(self->build_args);
+    self->vectorcall = (vectorcallfunc)Driver_released_vectorcall;
+    Py_RETURN_NONE;
+}
+
 /* Whether this driver still waits for its first call (for tests and diagnostics). */
 static PyObject *
 Driver_get_deferred(Driver *self, void *closure)
 {
     return PyBool_FromLong(self->build != NULL);
+}
+
+static PyObject *
+Driver_get_released(Driver *self, void *closure)
+{
+    return PyBool_FromLong(self->vectorcall == (vectorcallfunc)Driver_released_vectorcall);
 }
 
 static PyObject *
@@ -842,11 +871,14 @@ Driver_get_delegate(Driver *self, void *closure)
 static PyMethodDef Driver_methods[] = {
     {"deferred", (PyCFunction)Driver_deferred, METH_VARARGS | METH_CLASS,
      "Driver.deferred(build, args): a driver made by build(*args) at its first call."},
+    {"release", (PyCFunction)Driver_release, METH_NOARGS,
+     "From now on, call what the wrapper wraps, and nothing else."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef Driver_getset[] = {
     {"pending", (getter)Driver_get_deferred, NULL, "Still waiting for its first call.", NULL},
+    {"released", (getter)Driver_get_released, NULL, "Calls only what it wraps (undone).", NULL},
     {"delegate", (getter)Driver_get_delegate, NULL,
      "The Python driver a settled deferred driver calls, or None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},

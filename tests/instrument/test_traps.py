@@ -13,7 +13,7 @@ import typing
 import warnings
 from collections.abc import Iterator
 from multiprocessing.reduction import ForkingPickler
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -216,6 +216,29 @@ def test_frame_sensitive_functions_are_skipped_and_reported(
         caplog.set_level(logging.WARNING, logger="traps")
         module.via_logging()
         assert caplog.records[-1].pathname == __file__
+
+
+def test_an_escaped_frame_sensitive_wrapper_stays_frameless_after_undo(
+    make_package: MakePackage, driver_implementation: str
+) -> None:
+    _, name = load(make_package, FRAMES)
+    module = importlib.import_module(name)
+    handle = instrument(config(name.partition(".")[0]))
+    escaped = module.via_getframe if driver_implementation == "compiled" else module.innocent
+    handle.uninstrument()
+    assert hasattr(escaped, "_self_aspects")  # still the wrapper object, released
+
+    def caller() -> str:
+        return cast("str", escaped())
+
+    with capture_operations() as operations:
+        result = caller()
+    assert operations == []
+    if driver_implementation == "compiled":
+        assert result == "caller"  # no Python frame between it and its caller
+        assert escaped._self_wrapper.released
+    else:
+        assert result == 1
 
 
 DUNDERS = """\

@@ -4,8 +4,9 @@ Each entry is ``(owner, attribute, original, wrapper)``. Undoing restores the or
 object (the same object, not an equal one) only where the wrapper is still in place: an
 attribute replaced since (``mock.patch``, a reload, user code) is left alone. Afterwards
 every wrapper is *released*: its class becomes `_Released`, whose calls go straight to
-the original, so references to wrappers that escaped (``handler = module.func`` taken while
-instrumented) keep working without recording anything.
+the original (`_ReleasedCompiled` where the driver is compiled: the driver is released too,
+and calls add no Python frame), so references to wrappers that escaped (``handler =
+module.func`` taken while instrumented) keep working without recording anything.
 """
 
 from __future__ import annotations
@@ -14,26 +15,39 @@ import threading
 from typing import Any, Final, NamedTuple
 
 from flext_ctx_aspects._engine import AspectWrapper
+from flext_ctx_aspects._native import speedups
 
 __all__ = ["Ledger"]
 
 _MISSING: Final = object()
+_compiled_driver: Final[Any] = None if speedups is None else speedups.Driver
 # The object.__class__ setter itself: wrapt proxies forward ``__class__`` to what they wrap.
 _set_class: Final = object.__dict__["__class__"].__set__
 
 
-class _Released(AspectWrapper):
-    """A wrapper whose instrumentation was undone: a pure pass-through to the original."""
+class _ReleasedCompiled(AspectWrapper):
+    """A wrapper whose instrumentation was undone, whose compiled driver was released.
+
+    Calls go through wrapt's C ``__call__`` and the released driver straight to the
+    original: no Python frame, as while instrumented (frame-sensitive functions are wrapped
+    where the driver is compiled). Binds as the original does.
+    """
 
     __slots__ = ()  # the same layout as AspectWrapper's, so __class__ can be assigned
-
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
-        return self.__wrapped__(*args, **kwargs)
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         wrapped = self.__wrapped__
         get = getattr(type(wrapped), "__get__", None)
         return wrapped if get is None else get(wrapped, instance, owner)
+
+
+class _Released(_ReleasedCompiled):
+    """A wrapper whose instrumentation was undone: a pure pass-through to the original."""
+
+    __slots__ = ()
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return self.__wrapped__(*args, **kwargs)
 
 
 class _Entry(NamedTuple):
@@ -101,6 +115,12 @@ class Ledger:
             else:
                 left += 1
         for wrapper in wrappers.values():
-            if type(wrapper) is not _Released and isinstance(wrapper, AspectWrapper):
+            if isinstance(wrapper, _ReleasedCompiled) or not isinstance(wrapper, AspectWrapper):
+                continue
+            driver = wrapper._self_wrapper
+            if _compiled_driver is not None and type(driver) is _compiled_driver:
+                driver.release()
+                _set_class(wrapper, _ReleasedCompiled)
+            else:
                 _set_class(wrapper, _Released)
         return restored, left
