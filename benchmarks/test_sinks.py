@@ -252,7 +252,12 @@ STATS_CALLS = 1000
 OTEL_CALLS = 200
 
 
-def _with_sink(func: Callable[[int], object], calls: int, sink: Any) -> Callable[[], None]:
+def _with_sink(
+    func: Callable[[int], object],
+    calls: int,
+    sink: Any,
+    after_round: Callable[[], None] = lambda: None,
+) -> Callable[[], None]:
     # The sink is registered for the round only, so companion rounds of other variants run
     # without it; registering costs ~1 us per round, 1 ns per call.
     times = range(calls)
@@ -264,26 +269,15 @@ def _with_sink(func: Callable[[int], object], calls: int, sink: Any) -> Callable
                 func(1)
         finally:
             remove_sink(sink)
+            after_round()
 
     return loop
 
 
 def _with_records(func: Callable[[int], object], calls: int) -> Callable[[], None]:
     # As _with_sink, with the cheapest record sink (a list's append), emptied each round.
-    times = range(calls)
     sink = CollectingSink()
-    clear = sink.records.clear
-
-    def loop() -> None:
-        add_sink(sink)
-        try:
-            for _ in times:
-                func(1)
-        finally:
-            remove_sink(sink)
-            clear()
-
-    return loop
+    return _with_sink(func, calls, sink, after_round=sink.records.clear)
 
 
 @pytest.mark.benchmark(group="sinks-stats")
