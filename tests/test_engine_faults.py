@@ -343,6 +343,12 @@ def test_recursion_depth_of_a_decorated_function() -> None:
     if sys.version_info >= (3, 12):
         # C calls no longer count: the driver's frame is the only extra one per level.
         assert depths["timed"] >= depths["plain"] * 45 // 100, depths
+    if _engine.VECTORCALL_WRAPPER and _engine._compiled_driver is not None:
+        # No Python frame and no counted C call of ours per level: as deep as undecorated,
+        # except on 3.12, whose separate C limit (1,500 units, 2 per Python call made from
+        # C) stops any C wrapper at three quarters of the default limit.
+        share = 70 if sys.version_info[:2] == (3, 12) else 95
+        assert depths["timed"] >= depths["plain"] * share // 100, depths
 
 
 # --- 8. coroutines ended before their first step ----------------------------------------------

@@ -7,6 +7,7 @@ step. The whole suite also runs with ``FLEXT_CTX_PURE_PYTHON=1`` in CI (.ci/run)
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import os
@@ -22,6 +23,7 @@ import pytest
 
 import flext_ctx_aspects
 from flext_ctx_aspects import _native
+from flext_ctx_aspects._engine import _FunctionWrapperBase
 from flext_ctx_aspects.records import FIELD_NAMES
 from flext_ctx_aspects.sinks import _sketch
 from flext_ctx_aspects.sinks.stats import StatsSink
@@ -669,3 +671,145 @@ def test_a_deferred_driver_does_not_keep_a_dropped_module_alive() -> None:
     del namespace
     gc.collect()
     assert alive() is None
+
+
+# --- the wrapper's own call entry (_speedups.wrapper_base) -------------------------------------
+
+vectorcall_only = pytest.mark.skipif(
+    _native.speedups is None or inspect.isfunction(_FunctionWrapperBase.__call__),
+    reason="needs the compiled module and wrapt's C extension",
+)
+
+
+@vectorcall_only
+def test_the_wrapper_has_its_own_call_entry_where_both_are_compiled() -> None:
+    from flext_ctx_aspects import _engine
+
+    assert _engine.VECTORCALL_WRAPPER
+    assert _engine.AspectWrapper.__mro__[1].__name__ == "AspectWrapperBase"
+    assert _engine.AspectWrapper.__mro__[2] is _FunctionWrapperBase
+
+
+@vectorcall_only
+def test_a_wrapt_of_another_layout_is_refused() -> None:
+    class Other:
+        pass
+
+    with pytest.raises(TypeError, match="layout"):
+        _native.speedups.wrapper_base(Other, "flext_ctx_aspects.function", len)
+
+
+@vectorcall_only
+@pytest.mark.parametrize("implementation", ["compiled", "python"])
+def test_the_call_reaches_the_function_as_it_was_made(implementation: str) -> None:
+    # Positional, keyword, *args and **kwargs, through the vector and through tp_call
+    # (functools.partial and a bound method call the wrapper differently), for the compiled
+    # driver and for a Python one (use_compiled_drivers(False)).
+    from flext_ctx_aspects import _engine, timed, with_correlation
+
+    def signature(a: Any, /, b: Any = 2, *rest: Any, c: Any = 3, **more: Any) -> Any:
+        return (a, b, rest, c, sorted(more.items()))
+
+    previous = _engine.use_compiled_drivers(enabled=implementation == "compiled")
+    try:
+        decorated = [timed(signature), with_correlation(timed(signature))]
+    finally:
+        _engine.use_compiled_drivers(enabled=previous)
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((1,), {}),
+        ((1, 5), {}),
+        ((1, 5, 6, 7), {"c": 8}),
+        ((1,), {"b": 4, "z": 9, "y": 0}),
+    ]
+    for function in decorated:
+        for args, kwargs in calls:
+            expected = signature(*args, **kwargs)
+            assert function(*args, **kwargs) == expected
+            assert type(function).__call__(function, *args, **kwargs) == expected
+            assert functools.partial(function, *args)(**kwargs) == expected
+        with pytest.raises(TypeError) as plain:
+            signature()
+        with pytest.raises(TypeError) as wrapped:
+            function()
+        assert str(wrapped.value) == str(plain.value)
+
+
+@vectorcall_only
+def test_what_wrapt_would_do_differently_goes_to_wrapt() -> None:
+    # An uninitialised wrapper and a classmethod binding (wrapt probes __self__) take wrapt's
+    # own __call__: the same error as wrapt's own wrapper type gives.
+    from flext_ctx_aspects import _engine, timed
+
+    class PlainSubclass(_FunctionWrapperBase):  # type: ignore[misc]
+        pass
+
+    with pytest.raises(AttributeError) as wrapts:
+        PlainSubclass.__new__(PlainSubclass)()
+    bare = _engine._wrapper_new(_engine.AspectWrapper)
+    with pytest.raises(AttributeError) as ours:
+        bare()
+    assert str(ours.value) == str(wrapts.value).replace("PlainSubclass", "AspectWrapper")
+
+    class Owner:
+        @timed
+        @classmethod
+        def make(cls, x: int) -> tuple[Any, int]:
+            return (cls, x)
+
+    class Child(Owner):
+        pass
+
+    assert Owner.make(1) == (Owner, 1)
+    assert Child.make(2) == (Child, 2)
+    raw = vars(Owner)["make"]
+    assert raw._self_binding == "classmethod"
+    with pytest.raises(TypeError) as undecorated:
+        classmethod(lambda cls: cls)()  # type: ignore[operator]
+    with pytest.raises(TypeError) as decorated:
+        raw()
+    assert str(decorated.value) == str(undecorated.value)
+
+
+@vectorcall_only
+def test_reinitialising_a_wrapper_during_its_call_is_safe() -> None:
+    # The call holds the function and the driver it started with.
+    import gc
+
+    from flext_ctx_aspects import _engine
+
+    def first() -> str:
+        return "first"
+
+    def second() -> str:
+        return "second"
+
+    wrapper: Any = None
+
+    def driver(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        _engine._wrapper_init(wrapper, second, None, _engine._pass_through, None, "x")
+        gc.collect()
+        return wrapped(*args, **kwargs)
+
+    wrapper = _engine._new_wrapper(
+        first, driver, _engine._FUNCTION_BINDING, (), "function", False, False
+    )
+    assert wrapper() == "first"
+    assert wrapper() == "second"
+
+
+def test_updates_say_whether_they_read_the_call() -> None:
+    # Updates that do not read the call get empty arguments from the compiled driver.
+    from flext_ctx_aspects import _compile, _engine, arg, request_scope, service, with_correlation
+
+    def work(x: int) -> int:
+        return x
+
+    def update_of(wrapper: Any) -> Any:
+        target = _engine._make_target(wrapper.__wrapped__, "function")
+        advices = [aspect.advise(target) for aspect in wrapper._self_aspects]
+        return _engine._make_plan(target, advices, ("m", "work")).update
+
+    assert not _compile.reads_call(update_of(with_correlation(service("svc")(work))))
+    reading = request_scope(metadata={"x": arg("x")})(work)
+    assert _compile.reads_call(update_of(reading))
+    assert _compile.reads_call(lambda s, instance, args, kwargs: s)  # not compiled here

@@ -30,6 +30,7 @@ __all__ = [
     "NewId",
     "Updater",
     "compile_update",
+    "reads_call",
     "set_cache_size",
 ]
 
@@ -313,6 +314,15 @@ def _shape_key(changes: Sequence[Mapping[str, Any]]) -> tuple[Any, ...] | None:
     return tuple(key)
 
 
+def reads_call(update: Updater) -> bool:
+    """Whether ``update`` looks at the call's ``args``/``kwargs`` (a field source does).
+
+    The compiled driver makes an args tuple and a kwargs dict for such an update only; the
+    rest are called with empty ones. True for an update not compiled here.
+    """
+    return getattr(update, "reads_call", True) is not False
+
+
 def target_independent(fields: Mapping[str, Any]) -> bool:
     """Whether one aspect's field changes compile to the same update for every target."""
     return _shape_key((fields,)) is not None
@@ -401,4 +411,7 @@ def _compile_update(
     namespace = dict(emitter.namespace)
     exec(code, namespace)  # noqa: S102 - source is generated above from field names and locals only
     update: Updater = namespace["update"]
+    # The parameters are on the first line; a body naming them reads the call (see there).
+    body = source.partition("\n")[2]
+    update.reads_call = "args" in body  # type: ignore[attr-defined]
     return update

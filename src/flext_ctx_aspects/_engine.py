@@ -36,7 +36,7 @@ from typing import Any, Final, NamedTuple, cast
 
 from flext_ctx_aspects import _emit, _state
 from flext_ctx_aspects._advice import Advice, Call, CallableKind, Target
-from flext_ctx_aspects._compile import Updater, compile_update, target_independent
+from flext_ctx_aspects._compile import Updater, compile_update, reads_call, target_independent
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects._emit import TimingSpec
 from flext_ctx_aspects._native import speedups
@@ -412,7 +412,7 @@ def _sync_driver(plan: _Plan) -> Wrapper:
         if update is None:
             return _pass_through
         if _compiled_driver is not None:
-            return _compiled_driver(update, qualname, None, None)
+            return _compiled_driver(update, qualname, None, None, reads_call(update))
 
         def call_in_scope(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -493,7 +493,7 @@ def _sync_driver(plan: _Plan) -> Wrapper:
         spec_name = spec.name
         spec_direct_ok = spec.min_duration_ns == 0
         if _compiled_driver is not None:
-            return _compiled_driver(update, qualname, spec, spec_name)
+            return _compiled_driver(update, qualname, spec, spec_name, reads_call(update))
 
         def call_timed(
             wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], /
@@ -992,7 +992,27 @@ class _BoundAspectWrapper(BoundFunctionWrapper):  # type: ignore[misc]
         return (getattr, (owner, self.__name__))
 
 
-class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
+def _wrapper_base() -> Any:
+    """The wrapper's base: wrapt's C type, with a vectorcall entry of ours where possible.
+
+    ``_speedups.wrapper_base`` subclasses wrapt's C type and calls compiled drivers with the
+    call as received (see there); it refuses a wrapt whose instance layout it does not know,
+    and then wrapt's own ``__call__`` serves, as in pure Python.
+    """
+    if speedups is None or not _WRAPT_COMPILED:
+        return _FunctionWrapperBase
+    try:
+        return speedups.wrapper_base(_FunctionWrapperBase, _FUNCTION_BINDING, _underlying)
+    except TypeError:
+        return _FunctionWrapperBase
+
+
+_WrapperBase: Final[Any] = _wrapper_base()
+# The call reaches the driver without wrapt's __call__ (an args tuple, a dict, a C call).
+VECTORCALL_WRAPPER: Final = _WrapperBase is not _FunctionWrapperBase
+
+
+class AspectWrapper(_WrapperBase):  # type: ignore[misc]
     """A function instrumented by this library's aspects: one layer for the whole stack.
 
     ``_self_aspects`` holds the aspects, outermost first; applying one more aspect builds a
@@ -1099,10 +1119,13 @@ class AspectWrapper(_FunctionWrapperBase):  # type: ignore[misc]
         return self
 
 
+if VECTORCALL_WRAPPER:
+    cast("Any", speedups).adopt_wrapper_type(AspectWrapper)
+
 _base_get: Final = _FunctionWrapperBase.__get__
 # AspectWrapper(...) without its Python __init__ (one per function of an instrumented
-# package): wrapt's own constructor and initialiser, then the slot.
-_wrapper_new: Final = _FunctionWrapperBase.__new__
+# package): the base's constructor, wrapt's initialiser, then the slot.
+_wrapper_new: Final = _WrapperBase.__new__
 _wrapper_init: Final = _FunctionWrapperBase.__init__
 _set_state: Final = AspectWrapper.__dict__["_self_state"].__set__
 _set_attribute: Final = setattr  # wrapt stores `_self_` names on the wrapper itself

@@ -5,8 +5,9 @@ The compiled module is built when the package is installed on a machine with a C
 identically (the test suite runs against each). Setting ``FLEXT_CTX_PURE_PYTHON=1`` before
 the first import forces pure Python, as ``WRAPT_DISABLE_EXTENSIONS`` does for wrapt.
 
-Compiled today: the per-record path of the statistics sink (``_sketch.Digest.add``) and the
-sync drivers without hooks (``_speedups.Driver``, used by ``_engine._sync_driver``).
+Compiled today: the per-record path of the statistics sink (``_sketch.Digest.add``), the
+sync drivers without hooks (``_speedups.Driver``, used by ``_engine._sync_driver``) and the
+wrapper's call entry (``_speedups.wrapper_base``, the base of ``_engine.AspectWrapper``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ __all__ = ["ABI", "ENVIRONMENT_VARIABLE", "implementation", "speedups"]
 
 ENVIRONMENT_VARIABLE: Final = "FLEXT_CTX_PURE_PYTHON"
 # The entry points this source expects of the compiled module (its ABI constant).
-ABI: Final = 6
+ABI: Final = 7
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
 

@@ -18,8 +18,14 @@
  * only, one timing only, fields and one timing): what _engine._sync_driver returns as
  * call_in_scope / call_timed_only / call_timed in pure Python, line for line the same steps
  * and the same calls into Python (the compiled snapshot update, _emit.finish, the direct
- * observer, report_internal_error). wrapt's C FunctionWrapper calls it; being C, it adds no
- * Python frame between the caller and the wrapped function.
+ * observer, report_internal_error). Being C, it adds no Python frame between the caller and
+ * the wrapped function.
+ *
+ * AspectWrapperBase (wrapper_base()): wrapt's C _FunctionWrapperBase with a vectorcall entry
+ * of its own, the base of _engine.AspectWrapper. It hands a call, as received, to a compiled
+ * driver (which calls the function with the same vector), or to a Python driver in wrapt's
+ * four-argument convention, and leaves to wrapt's __call__ whatever wrapt would do
+ * differently.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,7 +41,7 @@
 
 /* What the Python side expects (_native.ABI): bumped whenever an entry point changes, so a
  * module built from an older source is refused instead of failing at import. */
-#define SPEEDUPS_ABI 6
+#define SPEEDUPS_ABI 7
 
 static double multiplier = 0.0;
 
@@ -315,6 +321,7 @@ typedef struct {
     PyObject *name;     /* spec.name */
     long long min_duration_ns; /* spec.min_duration_ns: filtered here, before any path */
     int keep_errors;           /* spec.keep_errors */
+    int reads_call;            /* the update reads the call's arguments (a field source) */
     vectorcallfunc vectorcall;
     /* A deferred driver (Driver.deferred): build(*build_args) makes the real driver at the
      * first call. A compiled one is copied into this object; any other is delegated to. */
@@ -653,6 +660,107 @@ reset_in_finally(PyObject *var, PyObject *token)
     }
 }
 
+/* A call as it reached the wrapper: a vector (argv, nargsf, kwnames: AspectWrapperBase's
+ * vectorcall) or a tuple and a dict (tp_call, or the 4-argument driver convention). The tuple
+ * and dict are made from the vector only where Python needs them: a snapshot update reading
+ * the call, a Python driver. */
+typedef struct {
+    PyObject *const *argv; /* NULL: the call came as args/kwargs */
+    size_t nargsf;
+    PyObject *kwnames;
+    PyObject *args;   /* a tuple, or NULL until made */
+    PyObject *kwargs; /* a dict, or NULL (none given, or not made yet) */
+    int made;         /* args and kwargs were made here: released by call_done */
+} CallArgs;
+
+/* Make args and kwargs (a fresh dict, as wrapt hands its drivers) of a call. 0, or -1. */
+static int
+call_materialize(CallArgs *call)
+{
+    if (call->argv == NULL) {
+        if (call->kwargs == NULL) {
+            call->kwargs = PyDict_New();
+            if (call->kwargs == NULL) {
+                return -1;
+            }
+            call->made = 1; /* the dict only: args belongs to the caller */
+            Py_INCREF(call->args);
+        }
+        return 0;
+    }
+    if (call->args != NULL) {
+        return 0;
+    }
+    Py_ssize_t nargs = PyVectorcall_NARGS(call->nargsf);
+    Py_ssize_t nkw = call->kwnames == NULL ? 0 : PyTuple_GET_SIZE(call->kwnames);
+    PyObject *args = PyTuple_New(nargs);
+    PyObject *kwargs = PyDict_New();
+    if (args == NULL || kwargs == NULL) {
+        Py_XDECREF(args);
+        Py_XDECREF(kwargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(args, i, Py_NewRef(call->argv[i]));
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(call->kwnames, i), call->argv[nargs + i]) <
+            0) {
+            Py_DECREF(args);
+            Py_DECREF(kwargs);
+            return -1;
+        }
+    }
+    call->args = args;
+    call->kwargs = kwargs;
+    call->made = 1;
+    return 0;
+}
+
+static void
+call_done(CallArgs *call)
+{
+    if (call->made) {
+        Py_CLEAR(call->args);
+        Py_CLEAR(call->kwargs);
+        call->made = 0;
+    }
+}
+
+/* wrapped(*args, **kwargs), passing the vector through as received where there is one. */
+static PyObject *
+call_wrapped(PyObject *wrapped, CallArgs *call)
+{
+    if (call->argv != NULL) {
+        return PyObject_Vectorcall(wrapped, call->argv, call->nargsf, call->kwnames);
+    }
+    return PyObject_Call(wrapped, call->args, call->kwargs);
+}
+
+/* The arguments a snapshot update is called with: the call's own where it reads them,
+ * otherwise any tuple and dict (it never looks at them; see _compile.reads_call). */
+static PyObject *g_empty_tuple = NULL, *g_empty_dict = NULL;
+
+static int
+update_arguments(Driver *self, CallArgs *call, PyObject **args, PyObject **kwargs)
+{
+    if (self->reads_call) {
+        if (call_materialize(call) < 0) {
+            return -1;
+        }
+        *args = call->args;
+        *kwargs = call->kwargs;
+    }
+    else {
+        *args = call->args != NULL ? call->args : g_empty_tuple;
+        *kwargs = call->kwargs != NULL ? call->kwargs : g_empty_dict;
+    }
+    return 0;
+}
+
+static PyObject *driver_run(Driver *self, PyObject *wrapped, PyObject *instance,
+                            CallArgs *call);
+
 static PyObject *
 Driver_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf, PyObject *kwnames)
 {
@@ -667,13 +775,23 @@ Driver_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf, PyObject *
         PyErr_SetString(PyExc_TypeError, "a driver takes a tuple of args and a dict of kwargs");
         return NULL;
     }
+    CallArgs call = {NULL, 0, NULL, args, kwargs, 0};
+    return driver_run(self, wrapped, instance, &call);
+}
+
+/* The driver's work (call_in_scope / call_timed_only / call_timed), for a call received in
+ * either form. The caller releases what call_materialize made (call_done). */
+static PyObject *
+driver_run(Driver *self, PyObject *wrapped, PyObject *instance, CallArgs *call)
+{
     if (g_disabled || g_sinks == NULL) {
-        return PyObject_Call(wrapped, args, kwargs);
+        return call_wrapped(wrapped, call);
     }
     PyObject *snapshot_token = NULL;
     if (self->update != NULL) {
-        PyObject *current = NULL;
-        if (PyContextVar_Get(g_snapshot, NULL, &current) < 0) {
+        PyObject *current = NULL, *args, *kwargs;
+        if (update_arguments(self, call, &args, &kwargs) < 0 ||
+            PyContextVar_Get(g_snapshot, NULL, &current) < 0) {
             return NULL;
         }
         PyObject *pushed =
@@ -688,7 +806,7 @@ Driver_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf, PyObject *
         }
     }
     if (self->spec == NULL) {
-        PyObject *result = PyObject_Call(wrapped, args, kwargs);
+        PyObject *result = call_wrapped(wrapped, call);
         reset_in_finally(g_snapshot, snapshot_token);
         if (result != NULL && PyErr_Occurred()) {
             Py_CLEAR(result);
@@ -708,7 +826,7 @@ Driver_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf, PyObject *
         reset_in_finally(g_snapshot, snapshot_token);
         return NULL;
     }
-    PyObject *result = PyObject_Call(wrapped, args, kwargs);
+    PyObject *result = call_wrapped(wrapped, call);
     PyObject *exc = result == NULL ? fetch_exception() : NULL;
     int failed = now_ns(&end) < 0;
     if (!failed) {
@@ -755,41 +873,52 @@ Driver_delegate_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf,
     return PyObject_Vectorcall(self->delegate, argv, nargsf, kwnames);
 }
 
+/* Build a deferred driver's plan and real driver (its first call), and settle: a compiled
+ * driver is copied into this object, any other becomes its delegate. 0, or -1 with the
+ * builder's BaseException (it reports an Exception itself). */
+static int
+driver_settle(Driver *self)
+{
+    /* The builder may let another thread in (it is Python): whoever settles first wins, a
+     * later result is dropped; the object stays valid throughout. */
+    PyObject *build = Py_NewRef(self->build);
+    PyObject *build_args = Py_NewRef(self->build_args);
+    PyObject *real = PyObject_Call(build, build_args, NULL);
+    Py_DECREF(build);
+    Py_DECREF(build_args);
+    if (real == NULL) {
+        return -1;
+    }
+    if (self->build != NULL) {
+        if (Py_TYPE(real) == Py_TYPE(self) && ((Driver *)real)->build == NULL &&
+            ((Driver *)real)->delegate == NULL) {
+            Driver *built = (Driver *)real;
+            Py_XSETREF(self->update, Py_XNewRef(built->update));
+            Py_XSETREF(self->qualname, Py_NewRef(built->qualname));
+            Py_XSETREF(self->spec, Py_XNewRef(built->spec));
+            Py_XSETREF(self->name, Py_NewRef(built->name));
+            self->min_duration_ns = built->min_duration_ns;
+            self->keep_errors = built->keep_errors;
+            self->reads_call = built->reads_call;
+            self->vectorcall = (vectorcallfunc)Driver_vectorcall;
+        }
+        else {
+            Py_XSETREF(self->delegate, Py_NewRef(real));
+            self->vectorcall = (vectorcallfunc)Driver_delegate_vectorcall;
+        }
+        Py_CLEAR(self->build);
+        Py_CLEAR(self->build_args);
+    }
+    Py_DECREF(real);
+    return 0;
+}
+
 static PyObject *
 Driver_deferred_vectorcall(Driver *self, PyObject *const *argv, size_t nargsf,
                            PyObject *kwnames)
 {
-    if (self->build != NULL) {
-        /* The builder may let another thread in (it is Python): whoever settles first
-         * wins, a later result is dropped; the object stays valid throughout. */
-        PyObject *build = Py_NewRef(self->build);
-        PyObject *build_args = Py_NewRef(self->build_args);
-        PyObject *real = PyObject_Call(build, build_args, NULL);
-        Py_DECREF(build);
-        Py_DECREF(build_args);
-        if (real == NULL) {
-            return NULL; /* the builder reports an Exception itself: this is a BaseException */
-        }
-        if (self->build != NULL) {
-            if (Py_TYPE(real) == Py_TYPE(self) && ((Driver *)real)->build == NULL &&
-                ((Driver *)real)->delegate == NULL) {
-                Driver *built = (Driver *)real;
-                Py_XSETREF(self->update, Py_XNewRef(built->update));
-                Py_XSETREF(self->qualname, Py_NewRef(built->qualname));
-                Py_XSETREF(self->spec, Py_XNewRef(built->spec));
-                Py_XSETREF(self->name, Py_NewRef(built->name));
-                self->min_duration_ns = built->min_duration_ns;
-                self->keep_errors = built->keep_errors;
-                self->vectorcall = (vectorcallfunc)Driver_vectorcall;
-            }
-            else {
-                Py_XSETREF(self->delegate, Py_NewRef(real));
-                self->vectorcall = (vectorcallfunc)Driver_delegate_vectorcall;
-            }
-            Py_CLEAR(self->build);
-            Py_CLEAR(self->build_args);
-        }
-        Py_DECREF(real);
+    if (self->build != NULL && driver_settle(self) < 0) {
+        return NULL;
     }
     if (self->vectorcall == (vectorcallfunc)Driver_deferred_vectorcall) {
         /* Cleared by the collector before its first call (its cycle is being freed and a
@@ -822,6 +951,7 @@ Driver_deferred(PyTypeObject *type, PyObject *args)
     self->name = Py_NewRef(Py_None);
     self->build = Py_NewRef(build);
     self->build_args = Py_NewRef(build_args);
+    self->reads_call = 1;
     self->vectorcall = (vectorcallfunc)Driver_deferred_vectorcall;
     return (PyObject *)self;
 }
@@ -889,12 +1019,13 @@ Driver_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *update, *qualname, *spec, *name;
     long long min_duration_ns = 0;
-    int keep_errors = 1;
+    int keep_errors = 1, reads_call = 1;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
         PyErr_SetString(PyExc_TypeError, "Driver() takes its arguments positionally");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "OUOO:Driver", &update, &qualname, &spec, &name)) {
+    if (!PyArg_ParseTuple(args, "OUOO|p:Driver", &update, &qualname, &spec, &name,
+                          &reads_call)) {
         return NULL;
     }
     if (spec != Py_None) {
@@ -930,6 +1061,7 @@ Driver_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->name = Py_NewRef(name);
     self->min_duration_ns = min_duration_ns;
     self->keep_errors = keep_errors;
+    self->reads_call = reads_call;
     self->vectorcall = (vectorcallfunc)Driver_vectorcall;
     return (PyObject *)self;
 }
@@ -942,7 +1074,7 @@ static PyTypeObject DriverType = {
     .tp_vectorcall_offset = offsetof(Driver, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Driver(update, qualname, spec, name): a compiled sync driver.",
+    .tp_doc = "Driver(update, qualname, spec, name, reads_call=True): a compiled sync driver.",
     .tp_new = Driver_new,
     .tp_traverse = (traverseproc)Driver_traverse,
     .tp_clear = (inquiry)Driver_clear,
@@ -950,6 +1082,270 @@ static PyTypeObject DriverType = {
     .tp_methods = Driver_methods,
     .tp_getset = Driver_getset,
 };
+
+/* --- AspectWrapperBase: the wrapper's own call entry ---------------------------------------
+ *
+ * _engine.AspectWrapper is a Python subclass of wrapt's C _FunctionWrapperBase. wrapt's
+ * __call__ is a tp_call: CPython makes an args tuple for it (and counts the call towards the
+ * recursion limit), then it looks up wrapt's module state, takes five references, makes an
+ * empty kwargs dict and calls the driver with (wrapped, instance, args, kwargs). This type
+ * sits between the two: a subclass of wrapt's type with a vectorcall entry of its own, which
+ * hands the call, as received, to a compiled driver (or, with the tuple and dict made, to a
+ * Python driver). Whatever wrapt would do differently (an `enabled` switch, a bound
+ * instance, a binding whose __self__ it probes, an uninitialised wrapper) goes to wrapt's
+ * own __call__. The fields are read from wrapt's instance layout, mirrored here and checked
+ * against a live wrapt object before the type is made (wrapper_base()). */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *dict;
+    PyObject *wrapped;
+    PyObject *weakreflist;
+    int init_called;
+} WraptProxyLayout;
+
+typedef struct {
+    WraptProxyLayout proxy;
+    PyObject *instance;
+    PyObject *wrapper;
+    PyObject *enabled;
+    PyObject *binding;
+    PyObject *parent;
+    PyObject *owner;
+} WraptWrapperLayout;
+
+typedef struct {
+    WraptWrapperLayout base;
+    vectorcallfunc vectorcall;
+} AspectWrapperBase;
+
+static PyTypeObject *g_wrapper_base = NULL; /* the type made by wrapper_base() */
+static ternaryfunc g_wrapt_call = NULL;     /* wrapt's __call__ */
+static newfunc g_wrapt_new = NULL;
+static PyObject *g_function_binding = NULL; /* _engine._FUNCTION_BINDING */
+
+/* Whether wrapt's __call__ would call the driver with (wrapped, None, args, kwargs) as they
+ * are: no `enabled` switch, unbound, and not a binding wrapt probes __self__ for. */
+static int
+wrapper_calls_driver_directly(WraptWrapperLayout *self)
+{
+    if (self->proxy.wrapped == NULL || self->wrapper == NULL || self->enabled != Py_None ||
+        self->instance != Py_None || self->binding == NULL) {
+        return 0;
+    }
+    PyObject *binding = self->binding;
+    if (binding == g_function_binding) {
+        return 1;
+    }
+    return PyUnicode_Check(binding) && PyUnicode_CompareWithASCIIString(binding, "function") &&
+           PyUnicode_CompareWithASCIIString(binding, "instancemethod") &&
+           PyUnicode_CompareWithASCIIString(binding, "callable") &&
+           PyUnicode_CompareWithASCIIString(binding, "classmethod");
+}
+
+/* Call `driver` for `wrapped`: a compiled driver runs here, whatever its state; a Python one
+ * gets the 4-argument convention. */
+static PyObject *
+wrapper_dispatch(PyObject *driver, PyObject *wrapped, CallArgs *call)
+{
+    PyObject *held = NULL;
+    PyObject *result;
+    while (Py_TYPE(driver) == &DriverType) {
+        Driver *compiled = (Driver *)driver;
+        vectorcallfunc how = compiled->vectorcall;
+        if (how == (vectorcallfunc)Driver_vectorcall) {
+            result = driver_run(compiled, wrapped, Py_None, call);
+            goto done;
+        }
+        if (how == (vectorcallfunc)Driver_released_vectorcall) {
+            result = call_wrapped(wrapped, call);
+            goto done;
+        }
+        if (how == (vectorcallfunc)Driver_deferred_vectorcall) {
+            if (compiled->build == NULL) {
+                result = call_wrapped(wrapped, call); /* cleared by the collector */
+                goto done;
+            }
+            if (driver_settle(compiled) < 0) {
+                result = NULL;
+                goto done;
+            }
+            continue;
+        }
+        if (how == (vectorcallfunc)Driver_delegate_vectorcall && compiled->delegate != NULL) {
+            Py_XSETREF(held, Py_NewRef(compiled->delegate));
+            driver = held;
+            continue;
+        }
+        break;
+    }
+    if (call_materialize(call) < 0) {
+        result = NULL;
+        goto done;
+    }
+    PyObject *stack[4] = {wrapped, Py_None, call->args, call->kwargs};
+    result = PyObject_Vectorcall(driver, stack, 4, NULL);
+done:
+    Py_XDECREF(held);
+    return result;
+}
+
+static PyObject *
+AspectWrapperBase_run(PyObject *self, CallArgs *call)
+{
+    WraptWrapperLayout *layout = (WraptWrapperLayout *)self;
+    /* Held for the call: re-initialising the wrapper meanwhile cannot free them. */
+    PyObject *wrapped = Py_NewRef(layout->proxy.wrapped);
+    PyObject *driver = Py_NewRef(layout->wrapper);
+    PyObject *result = wrapper_dispatch(driver, wrapped, call);
+    call_done(call);
+    Py_DECREF(wrapped);
+    Py_DECREF(driver);
+    return result;
+}
+
+static PyObject *
+AspectWrapperBase_vectorcall(PyObject *self, PyObject *const *argv, size_t nargsf,
+                             PyObject *kwnames)
+{
+    if (!wrapper_calls_driver_directly((WraptWrapperLayout *)self)) {
+        /* wrapt's own __call__, with the tuple and dict it takes. */
+        CallArgs call = {argv, nargsf, kwnames, NULL, NULL, 0};
+        if (call_materialize(&call) < 0) {
+            return NULL;
+        }
+        PyObject *result = g_wrapt_call(self, call.args, call.kwargs);
+        call_done(&call);
+        return result;
+    }
+    CallArgs call = {argv, nargsf, kwnames, NULL, NULL, 0};
+    return AspectWrapperBase_run(self, &call);
+}
+
+static PyObject *
+AspectWrapperBase_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    if (!wrapper_calls_driver_directly((WraptWrapperLayout *)self)) {
+        return g_wrapt_call(self, args, kwargs);
+    }
+    CallArgs call = {NULL, 0, NULL, args, kwargs, 0};
+    return AspectWrapperBase_run(self, &call);
+}
+
+static PyObject *
+AspectWrapperBase_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *self = g_wrapt_new(type, args, kwargs);
+    if (self != NULL) {
+        ((AspectWrapperBase *)self)->vectorcall = AspectWrapperBase_vectorcall;
+    }
+    return self;
+}
+
+static PyMemberDef AspectWrapperBase_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(AspectWrapperBase, vectorcall), READONLY,
+     NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+/* Whether `probe` (a wrapt FunctionWrapperBase made with these fields) has the mirrored
+ * layout. */
+static int
+layout_matches(PyObject *probe, PyObject *wrapped, PyObject *driver, PyObject *binding)
+{
+    WraptWrapperLayout *layout = (WraptWrapperLayout *)probe;
+    return Py_TYPE(probe)->tp_basicsize == (Py_ssize_t)sizeof(WraptWrapperLayout) &&
+           layout->proxy.wrapped == wrapped && layout->wrapper == driver &&
+           layout->instance == Py_None && layout->enabled == Py_None &&
+           layout->binding == binding;
+}
+
+static PyObject *
+wrapper_base(PyObject *module, PyObject *args)
+{
+    PyTypeObject *base;
+    PyObject *binding, *probe_target;
+    if (!PyArg_ParseTuple(args, "O!UO:wrapper_base", &PyType_Type, &base, &binding,
+                          &probe_target)) {
+        return NULL;
+    }
+    if (base->tp_call == NULL || base->tp_new == NULL || base->tp_itemsize != 0 ||
+        base->tp_basicsize != (Py_ssize_t)sizeof(WraptWrapperLayout) ||
+        !(base->tp_flags & Py_TPFLAGS_BASETYPE)) {
+        PyErr_SetString(PyExc_TypeError, "wrapper_base(): not wrapt's FunctionWrapperBase layout");
+        return NULL;
+    }
+    /* A live wrapt object made with known fields, read back through the mirrored layout. */
+    PyObject *probe = PyObject_CallFunction((PyObject *)base, "OOOOO", probe_target, Py_None,
+                                            probe_target, Py_None, binding);
+    if (probe == NULL) {
+        return NULL;
+    }
+    int matches = layout_matches(probe, probe_target, probe_target, binding);
+    Py_DECREF(probe);
+    if (!matches) {
+        PyErr_SetString(PyExc_TypeError, "wrapper_base(): not wrapt's FunctionWrapperBase layout");
+        return NULL;
+    }
+    if (g_wrapper_base != NULL) {
+        /* One type per process: the drivers' shared state is process-wide too. */
+        if (g_wrapper_base->tp_base != base) {
+            PyErr_SetString(PyExc_TypeError, "wrapper_base(): already made for another base");
+            return NULL;
+        }
+        return Py_NewRef((PyObject *)g_wrapper_base);
+    }
+    PyType_Slot slots[] = {
+        {Py_tp_call, (void *)AspectWrapperBase_call},
+        {Py_tp_new, (void *)AspectWrapperBase_new},
+        {Py_tp_members, (void *)AspectWrapperBase_members},
+        {Py_tp_doc, (void *)"wrapt's FunctionWrapperBase with a vectorcall entry for drivers."},
+        {0, NULL},
+    };
+    PyType_Spec spec = {
+        .name = "flext_ctx_aspects._speedups.AspectWrapperBase",
+        .basicsize = (int)sizeof(AspectWrapperBase),
+        .itemsize = 0,
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_VECTORCALL,
+        .slots = slots,
+    };
+    PyObject *bases = PyTuple_Pack(1, (PyObject *)base);
+    if (bases == NULL) {
+        return NULL;
+    }
+    PyObject *type = PyType_FromSpecWithBases(&spec, bases);
+    Py_DECREF(bases);
+    if (type == NULL) {
+        return NULL;
+    }
+    g_wrapt_call = base->tp_call;
+    g_wrapt_new = base->tp_new;
+    Py_XSETREF(g_function_binding, Py_NewRef(binding));
+    g_wrapper_base = (PyTypeObject *)Py_NewRef(type);
+    return type;
+}
+
+/* A Python subclass of AspectWrapperBase calls through its vectorcall entry too. 3.12+ does
+ * this itself for subclasses that do not define __call__; before 3.12 CPython never sets the
+ * flag on a class statement's type. */
+static PyObject *
+adopt_wrapper_type(PyObject *module, PyObject *arg)
+{
+    if (g_wrapper_base == NULL || !PyType_Check(arg) ||
+        !PyType_IsSubtype((PyTypeObject *)arg, g_wrapper_base)) {
+        PyErr_SetString(PyExc_TypeError, "adopt_wrapper_type() needs a subclass of wrapper_base()");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)arg;
+    if (type->tp_call != AspectWrapperBase_call) {
+        PyErr_SetString(PyExc_TypeError, "adopt_wrapper_type(): the class defines __call__");
+        return NULL;
+    }
+    type->tp_vectorcall_offset = offsetof(AspectWrapperBase, vectorcall);
+    type->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+    PyType_Modified(type);
+    Py_RETURN_NONE;
+}
 
 static PyObject *
 configure_drivers(PyObject *module, PyObject *args)
@@ -1069,6 +1465,11 @@ static PyMethodDef module_methods[] = {
     {"set_disabled", set_disabled, METH_O, "set_enabled(False) / (True), for the drivers."},
     {"in_sinks", in_sinks, METH_NOARGS,
      "Whether this thread runs sinks from the compiled record path (finish's guard)."},
+    {"wrapper_base", wrapper_base, METH_VARARGS,
+     "wrapper_base(wrapt_base, function_binding, probe): the wrapper type with a vectorcall "
+     "entry (once, at import of _engine)."},
+    {"adopt_wrapper_type", adopt_wrapper_type, METH_O,
+     "Give a Python subclass of wrapper_base() its vectorcall entry (before 3.12)."},
     {"configure_records", configure_records, METH_VARARGS,
      "Hand the drivers _emit's record path state (once, at import of _engine)."},
     {NULL, NULL, 0, NULL},
@@ -1086,6 +1487,11 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     if (PyType_Ready(&DigestCoreType) < 0 || PyType_Ready(&DriverType) < 0) {
+        return NULL;
+    }
+    g_empty_tuple = PyTuple_New(0);
+    g_empty_dict = PyDict_New();
+    if (g_empty_tuple == NULL || g_empty_dict == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&speedups_module);

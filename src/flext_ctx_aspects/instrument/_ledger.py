@@ -28,9 +28,10 @@ _set_class: Final = object.__dict__["__class__"].__set__
 class _ReleasedCompiled(AspectWrapper):
     """A wrapper whose instrumentation was undone, whose compiled driver was released.
 
-    Calls go through wrapt's C ``__call__`` and the released driver straight to the
-    original: no Python frame, as while instrumented (frame-sensitive functions are wrapped
-    where the driver is compiled). Binds as the original does.
+    Calls go from the wrapper's C call entry (wrapt's C ``__call__`` where there is none) and
+    the released driver straight to the original: no Python frame, as while instrumented
+    (frame-sensitive functions are wrapped where the driver is compiled). Binds as the
+    original does.
     """
 
     __slots__ = ()  # the same layout as AspectWrapper's, so __class__ can be assigned
