@@ -813,3 +813,209 @@ def test_updates_say_whether_they_read_the_call() -> None:
     reading = request_scope(metadata={"x": arg("x")})(work)
     assert _compile.reads_call(update_of(reading))
     assert _compile.reads_call(lambda s, instance, args, kwargs: s)  # not compiled here
+
+
+# --- the snapshot update as a program (_speedups.Update) -----------------------------------
+
+
+def _update_of(wrapper: Any) -> Any:
+    from flext_ctx_aspects import _engine
+
+    target = _engine._make_target(wrapper.__wrapped__, "function")
+    advices = [aspect.advise(target) for aspect in wrapper._self_aspects]
+    return _engine._make_plan(target, advices, ("m", "work")).update
+
+
+def _stacks() -> dict[str, Any]:
+    from flext_ctx_aspects import request_scope, service, timed, with_correlation
+
+    def work(x: int) -> int:
+        return x
+
+    return {
+        "correlation": with_correlation(work),
+        "inherited": with_correlation(inherit=True)(work),
+        "correlation twice": with_correlation(with_correlation(work)),
+        "service": service("svc", "1", "prod")(work),
+        "request": request_scope(user_id="u", request_id="r-1")(work),
+        "request, new id": request_scope(user_id="u")(work),
+        "fused": with_correlation(service("svc", "1")(timed(request_scope(user_id="u")(work)))),
+    }
+
+
+def _snapshots() -> dict[str, tuple[Any, ...]]:
+    from flext_ctx_aspects import _ids, _state
+
+    _ids.rng.seed(99)
+    fused = _update_of(_stacks()["fused"])
+    inside = getattr(fused, "fallback", fused)(_state.EMPTY, None, (), {})
+    return {"empty": _state.EMPTY, "inside a fused scope": inside}
+
+
+@compiled_only
+@pytest.mark.parametrize("stack", list(_stacks()))
+@pytest.mark.parametrize("snapshot", list(_snapshots()))
+def test_an_update_program_gives_what_its_python_source_gives(stack: str, snapshot: str) -> None:
+    # The oracle is the Python update it was made from: same snapshot, and the same random
+    # bits drawn (a seeded run draws the same ids in both implementations).
+    from flext_ctx_aspects import _ids
+
+    native = _update_of(_stacks()[stack])
+    assert type(native) is _native.speedups.Update
+    state = _snapshots()[snapshot]
+    _ids.rng.seed(7)
+    expected = native.fallback(state, None, (1,), {})
+    after_python = _ids.rng.getstate()
+    _ids.rng.seed(7)
+    assert native(state, None, (1,), {}) == expected
+    assert _ids.rng.getstate() == after_python
+
+
+@compiled_only
+def test_an_update_program_hands_a_configured_generator_and_a_trace_hook_to_python() -> None:
+    from flext_ctx_aspects import _ids, _state, _trace
+
+    native = _update_of(_stacks()["fused"])
+    _ids.set_generator(lambda: "made-by-the-user")
+    try:
+        assert native(_state.EMPTY, None, (), {}) == native.fallback(_state.EMPTY, None, (), {})
+        assert native(_state.EMPTY, None, (), {})[0] == "made-by-the-user"
+    finally:
+        _ids.set_generator(_ids.generate_id)
+    seen: list[Any] = []
+
+    def hook(trace: Any, enclosing: Any, parent: Any, correlation: str) -> Any:
+        seen.append(correlation)
+        return ("f" * 32, ("b" * 16, 1, None))
+
+    _trace.external_trace[0] = hook
+    try:
+        result = native(_state.EMPTY, None, (), {})
+    finally:
+        _trace.external_trace[0] = None
+    assert seen == [result[0]]
+    assert result[10] == "f" * 32
+    assert result[11] == ("b" * 16, 1, None)
+
+
+@compiled_only
+def test_an_update_program_fails_as_its_python_source_does() -> None:
+    native = _update_of(_stacks()["correlation"])
+    for bad in (None, (), ("too", "short")):
+        with pytest.raises(Exception) as from_python:
+            native.fallback(bad, None, (), {})
+        with pytest.raises(type(from_python.value), match=str(from_python.value)):
+            native(bad, None, (), {})
+
+
+@compiled_only
+def test_updates_that_read_the_call_or_write_metadata_stay_python() -> None:
+    from flext_ctx_aspects import _compile, _engine, arg, request_scope
+
+    def work(x: int) -> int:
+        return x
+
+    for wrapper in (
+        request_scope(user_id=arg("x"))(work),
+        request_scope(metadata={"tenant": "t"})(work),
+    ):
+        update = _update_of(wrapper)
+        assert inspect.isfunction(update)
+        assert _compile.program_of(update) is None
+    previous = _engine.use_compiled_drivers(enabled=False)
+    try:
+        assert inspect.isfunction(_update_of(_stacks()["fused"]))  # the pure-Python engine
+    finally:
+        _engine.use_compiled_drivers(enabled=previous)
+
+
+@compiled_only
+def test_a_malformed_program_is_refused() -> None:
+    make = _native.speedups.Update
+
+    def fallback(*args: Any) -> Any:
+        return args
+
+    assert make(fallback, ("k",), ((0,), (1, (1, 0))), ((2, 0), (1, 1)), False)
+    for steps, outputs in (
+        (((1, (1, 0)),), ()),  # a step reading its own value
+        (((9,),), ()),  # no such step
+        (((0, (0, 1)),), ()),  # a new id takes no operand
+        ((), ((2, 1),)),  # no such constant
+        ((), ((5, 0),)),  # no such operand kind
+        ((), ((0, -1),)),
+    ):
+        with pytest.raises(ValueError, match="Update"):
+            make(fallback, ("k",), steps, outputs, False)
+    with pytest.raises(ValueError, match="steps"):
+        make(fallback, (), ((0,),) * 33, (), False)
+
+
+@pytest.fixture(params=["from the state", "through getrandbits"])
+def id_draw(request: pytest.FixtureRequest) -> Any:
+    """Both ways the compiled update draws ids: from rng's state, or by calling it."""
+    from flext_ctx_aspects import _engine
+
+    if request.param == "through getrandbits":
+        # A probe that does not match: configure_updates falls back to calling getrandbits.
+        from flext_ctx_aspects import _ids, _trace
+
+        assert not _native.speedups.configure_updates(
+            _ids.active_generator,
+            _ids.generate_id,
+            _ids.randbits,
+            _trace.external_trace,
+            _ids.rng,
+            random.Random,  # not _random.Random: its instance size is another
+            random.Random(1),
+            ["0" * 32],
+        )
+    yield request.param
+    assert _engine._configure_updates() is True
+
+
+@compiled_only
+def test_ids_are_drawn_from_the_random_state_where_its_layout_checks_out() -> None:
+    from flext_ctx_aspects import _engine
+
+    # CPython 3.10-3.13's _random.Random: a change of its layout shows here first.
+    assert _engine.IDS_FROM_STATE is True
+
+
+@compiled_only
+@pytest.mark.parametrize("stack", ["correlation", "fused"])
+def test_both_id_draws_give_the_python_ids(id_draw: str, stack: str) -> None:
+    from flext_ctx_aspects import _ids, _state
+
+    native = _update_of(_stacks()[stack])
+    for seed in range(3):
+        _ids.rng.seed(seed)
+        # 200 calls: past a refill of the 624-word state.
+        expected = [native.fallback(_state.EMPTY, None, (), {}) for _ in range(200)]
+        _ids.rng.seed(seed)
+        assert [native(_state.EMPTY, None, (), {}) for _ in range(200)] == expected
+
+
+@compiled_only
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_draws_other_compiled_ids_than_its_parent(id_draw: str) -> None:
+    from flext_ctx_aspects import FlextContext, with_correlation
+
+    @with_correlation
+    def current() -> str:
+        correlation_id = FlextContext.Correlation.get_correlation_id()
+        assert correlation_id is not None
+        return correlation_id
+
+    current()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its next id and leave without running pytest's teardown
+        os.write(write, current().encode())
+        os._exit(0)
+    os.close(write)
+    child_id = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child_id) == 32
+    assert child_id != current()

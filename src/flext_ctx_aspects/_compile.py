@@ -9,13 +9,19 @@ outer id as parent, exactly as two separate wrappers would).
 
 Compiled code objects are cached by their source, so instrumenting thousands of functions
 compiles each distinct shape once.
+
+An update that reads nothing of the call and sets built-in fields only also carries its
+`Program` (``update.program``): the same steps as data, which the compiled engine runs in C
+(``_speedups.Update``) instead of calling the Python function. The source stays the
+reference: the program is derived from the same emitter calls, and the C update hands
+whatever it does not do itself (a configured id generator, a trace hook) to the function.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from flext_ctx_aspects import _ids, _state, _trace
 from flext_ctx_aspects._advice import Source, Target
@@ -28,13 +34,45 @@ __all__ = [
     "CurrentOrNewId",
     "MergeMetadata",
     "NewId",
+    "Program",
     "Updater",
     "compile_update",
+    "program_of",
     "reads_call",
     "set_cache_size",
 ]
 
 Updater = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
+# An operand: (SLOT, index) of the snapshot read, (STEP, index) of an earlier step's value,
+# (CONSTANT, index) into the program's constants.
+Operand = tuple[int, int]
+SLOT: Final = 0
+STEP: Final = 1
+CONSTANT: Final = 2
+# Steps, each computing one value: (NEW_ID,), (OR_NEW_ID, operand) (the operand's value, or
+# a new id where it is None), (COPY, operand), (FIRST, a, b) (a's value, or b's where a's is
+# None). The numbering is _speedups.c's.
+NEW_ID: Final = 0
+OR_NEW_ID: Final = 1
+COPY: Final = 2
+FIRST: Final = 3
+
+
+class Program(NamedTuple):
+    """An update as data: its steps in order, then the snapshot it returns (one operand per slot).
+
+    ``uses_trace_hook``: a step stands for the trace root, which is only this while no
+    external-trace hook is set (`_trace.external_trace`).
+    """
+
+    constants: tuple[object, ...]
+    steps: tuple[tuple[Any, ...], ...]
+    outputs: tuple[Operand, ...]
+    uses_trace_hook: bool
+
+
+# The C update holds at most this many steps (UPDATE_MAX_STEPS); longer stacks stay Python.
+MAX_PROGRAM_STEPS: Final = 32
 # Finds a declared custom field by name (an object with ``clean(text) -> str``), or None.
 # Passed in by the engine: fields.py is a sibling of this module, which does not import it.
 FieldLookup = Callable[[str], Any]
@@ -180,6 +218,11 @@ class _Emitter:
         self.slots = [f"s[{index}]" for index in range(len(_state.EMPTY))]
         self.custom: dict[str, str] = {}
         self.changed = False
+        # The Program, built alongside the source; None once something has no step form.
+        self.steps: list[tuple[Any, ...]] | None = []
+        self.step_of: dict[str, int] = {}  # local name -> its step
+        self.constants: dict[str, int] = {}  # constant name -> its index in the program
+        self.uses_trace_hook = False
         # The correlation id the current aspect found (before its own changes).
         self.enclosing_correlation = self.slots[_state.CORRELATION_ID]
 
@@ -195,12 +238,59 @@ class _Emitter:
     def constant(self, value: object) -> str:
         name = f"k{len(self.namespace)}"
         self.namespace[name] = value
+        self.constants[name] = len(self.constants)
         return name
 
-    def local(self, expression: str) -> str:
+    def local(self, expression: str, step: tuple[Any, ...] | None = None) -> str:
+        """A new local; ``step`` is its Program form (an op, then operand expressions).
+
+        A local without one ends the program, unless its value is only used by steps
+        written out in full (`program_local`).
+        """
+        name = f"v{len(self.lines)}"
+        self.lines.append(f"    {name} = {expression}")
+        if step is None:
+            self.steps = None
+        else:
+            self.program_step(name, step)
+        return name
+
+    def program_local(self, expression: str) -> str:
+        """A local the program does without (its steps spell out what reads it)."""
         name = f"v{len(self.lines)}"
         self.lines.append(f"    {name} = {expression}")
         return name
+
+    def program_step(self, name: str, step: tuple[Any, ...]) -> None:
+        if self.steps is None:
+            return
+        operands = [self.operand(expression) for expression in step[1:]]
+        if None in operands or len(self.steps) >= MAX_PROGRAM_STEPS:
+            self.steps = None
+            return
+        self.step_of[name] = len(self.steps)
+        self.steps.append((step[0], *operands))
+
+    def operand(self, expression: str) -> Operand | None:
+        if expression.startswith("s[") and expression.endswith("]"):
+            return (SLOT, int(expression[2:-1]))
+        if expression in self.step_of:
+            return (STEP, self.step_of[expression])
+        if expression in self.constants:
+            return (CONSTANT, self.constants[expression])
+        return None
+
+    def program(self) -> Program | None:
+        if self.steps is None or self.custom:
+            return None
+        outputs: list[Operand] = []
+        for expression in self.slots:
+            operand = self.operand(expression)
+            if operand is None:
+                return None
+            outputs.append(operand)
+        constants = tuple(self.namespace[name] for name in self.constants)
+        return Program(constants, tuple(self.steps), tuple(outputs), self.uses_trace_hook)
 
     def read(self, field: str) -> str:
         slot = BUILTIN_FIELDS.get(field)
@@ -222,14 +312,14 @@ class _Emitter:
     def value(self, field: str, source: object) -> str:
         """Return an expression for ``source`` as the new value of ``field``."""
         if isinstance(source, NewId):
-            return self.local(self.new_id())
+            return self.local(self.new_id(), (NEW_ID,))
         if isinstance(source, Current):
             return self.read(source.field)
         if isinstance(source, CurrentOrNewId):
             current = self.read(source.field)
             fallback = f"({current} if {current} is not None else {self.new_id()})"
             if source.preferred is None:
-                return self.local(fallback)
+                return self.local(fallback, (OR_NEW_ID, current))
             preferred = self.value(field, source.preferred)
             return self.local(f"{preferred} if {preferred} is not None else {fallback}")
         if isinstance(source, TraceRoot):
@@ -237,16 +327,19 @@ class _Emitter:
             correlation = self.read("correlation_id")
             parent = self.slots[_state.TRACE_PARENT]
             # The external-trace hook (None unless a bridge is on: one load and one test).
-            found = self.local(
+            # The program is this without a hook: the C update calls the source with one.
+            self.uses_trace_hook = True
+            found = self.program_local(
                 f"None if _ext[0] is None else "
                 f"_ext[0]({trace}, {self.enclosing_correlation}, {parent}, {correlation})"
             )
             self.slots[_state.TRACE_PARENT] = self.local(
-                f"{parent} if {found} is None else {found}[1]"
+                f"{parent} if {found} is None else {found}[1]", (COPY, parent)
             )
             return self.local(
                 f"({trace} if {trace} is not None else {correlation}) "
-                f"if {found} is None else {found}[0]"
+                f"if {found} is None else {found}[0]",
+                (FIRST, trace, correlation),
             )
         if isinstance(source, MergeMetadata):
             return self._metadata(source)
@@ -321,6 +414,12 @@ def reads_call(update: Updater) -> bool:
     rest are called with empty ones. True for an update not compiled here.
     """
     return getattr(update, "reads_call", True) is not False
+
+
+def program_of(update: Updater) -> Program | None:
+    """The `Program` of an update compiled here, or None where it has no step form."""
+    program: Program | None = getattr(update, "program", None)
+    return program
 
 
 def target_independent(fields: Mapping[str, Any]) -> bool:
@@ -414,4 +513,5 @@ def _compile_update(
     # The parameters are on the first line; a body naming them reads the call (see there).
     body = source.partition("\n")[2]
     update.reads_call = "args" in body  # type: ignore[attr-defined]
+    update.program = emitter.program()  # type: ignore[attr-defined]
     return update

@@ -20,13 +20,17 @@ probes ``__wrapped__.__self__`` on every call of a plain function (an AttributeE
 and cleared in C, ~0.8 µs here); the wrapper below uses a binding label the C code does not
 probe for, and still binds as a descriptor through the wrapped function's ``__get__``, so
 methods, classmethods and staticmethods work unchanged (measured in docs/architecture.md).
+With the compiled parts, its base is ``_speedups.wrapper_base()``: wrapt's type with a
+vectorcall entry that hands calls to compiled drivers as they were made.
 """
 
 from __future__ import annotations
 
+import _random
 import contextvars
 import functools
 import inspect
+import random
 import sys
 import time
 import types
@@ -34,9 +38,15 @@ import warnings
 from collections.abc import Callable, Generator
 from typing import Any, Final, NamedTuple, cast
 
-from flext_ctx_aspects import _emit, _state
+from flext_ctx_aspects import _emit, _ids, _state, _trace
 from flext_ctx_aspects._advice import Advice, Call, CallableKind, Target
-from flext_ctx_aspects._compile import Updater, compile_update, reads_call, target_independent
+from flext_ctx_aspects._compile import (
+    Updater,
+    compile_update,
+    program_of,
+    reads_call,
+    target_independent,
+)
 from flext_ctx_aspects._diagnostics import report_internal_error
 from flext_ctx_aspects._emit import TimingSpec
 from flext_ctx_aspects._native import speedups
@@ -109,7 +119,7 @@ def sync_wrapper_adds_frame(timings: int) -> bool:
 
 
 def use_compiled_drivers(*, enabled: bool) -> bool:
-    """Decorate with the compiled drivers (where built) or the Python ones from now on.
+    """Decorate with the compiled drivers and updates (where built) or Python ones from now on.
 
     Returns the previous setting. Already decorated functions keep theirs. For the tests and
     benchmarks that compare both implementations in one process; users switch with
@@ -144,6 +154,47 @@ if speedups is not None:
         time.time_ns,
         _emit.WALL_RESYNC_NS,
     )
+
+
+def _configure_updates() -> bool:
+    if speedups is None:
+        return False
+    # The compiled update draws ids from _ids.rng's state directly where its layout
+    # checks out: 200 ids (past one refill of the state) from a probe must be those the
+    # Python formula draws from a twin. Otherwise it calls rng.getrandbits.
+    seed = 20261202
+    probe, twin = random.Random(seed), random.Random(seed)
+    expected = [_ids.id_from(twin) for _ in range(200)]
+    drawn_from_state: bool = speedups.configure_updates(
+        _ids.active_generator,
+        _ids.generate_id,
+        _ids.randbits,
+        _trace.external_trace,
+        _ids.rng,
+        _random.Random,
+        probe,
+        expected,
+    )
+    return drawn_from_state
+
+
+IDS_FROM_STATE: Final = _configure_updates()
+"""Whether the compiled update draws ids from the random state without a call."""
+
+
+def _compiled_update(update: Updater) -> Updater:
+    """``update`` run by the compiled module where it has a program (see `_compile`).
+
+    Made once per update function: the shape cache shares one among many targets.
+    """
+    native: Updater | None = getattr(update, "native", None)
+    if native is None:
+        program = program_of(update)
+        if program is None or speedups is None:
+            return update
+        native = speedups.Update(update, *program)
+        update.native = native  # type: ignore[attr-defined]
+    return native
 
 
 def set_enabled(enabled: bool) -> None:
@@ -333,12 +384,15 @@ def _make_plan(target: Target, advices: list[Advice], names: tuple[str, str]) ->
             afters.append(advice.after)
     # After-hooks unwind inner first, as separate wrappers would.
     afters.reverse()
+    update = compile_update(target, changes, field_by_name) if changes else None
+    if update is not None and _compiled_driver is not None:
+        update = _compiled_update(update)
     plan: _Plan = _new_tuple(
         _Plan,
         (
             target,
             names,
-            compile_update(target, changes, field_by_name) if changes else None,
+            update,
             tuple(timings),
             measure_body,
             tuple(befores),

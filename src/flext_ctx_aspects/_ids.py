@@ -29,6 +29,7 @@ __all__ = [
     "active_generator",
     "generate_id",
     "generate_span_id",
+    "id_from",
     "new_id",
     "set_generator",
     "uuid4_hex",
@@ -52,6 +53,11 @@ def generate_id() -> str:
     """
     # `or 1`: an all-zero draw (probability 2**-128) would be an invalid trace id.
     return (_getrandbits(128) or 1).to_bytes(16, "big").hex()  # inlined in _compile too
+
+
+def id_from(source: random.Random) -> str:
+    """`generate_id`'s formula on another `random.Random` (to check the compiled draw)."""
+    return (source.getrandbits(128) or 1).to_bytes(16, "big").hex()
 
 
 def generate_span_id() -> str:

@@ -6,8 +6,10 @@ identically (the test suite runs against each). Setting ``FLEXT_CTX_PURE_PYTHON=
 the first import forces pure Python, as ``WRAPT_DISABLE_EXTENSIONS`` does for wrapt.
 
 Compiled today: the per-record path of the statistics sink (``_sketch.Digest.add``), the
-sync drivers without hooks (``_speedups.Driver``, used by ``_engine._sync_driver``) and the
-wrapper's call entry (``_speedups.wrapper_base``, the base of ``_engine.AspectWrapper``).
+sync drivers without hooks (``_speedups.Driver``, used by ``_engine._sync_driver``), the
+wrapper's call entry (``_speedups.wrapper_base``, the base of ``_engine.AspectWrapper``) and
+the snapshot updates that read nothing of the call (``_speedups.Update``, run from the
+program ``_compile`` derives alongside each update's Python source).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ __all__ = ["ABI", "ENVIRONMENT_VARIABLE", "implementation", "speedups"]
 
 ENVIRONMENT_VARIABLE: Final = "FLEXT_CTX_PURE_PYTHON"
 # The entry points this source expects of the compiled module (its ABI constant).
-ABI: Final = 7
+ABI: Final = 8
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
 
@@ -76,6 +78,7 @@ implementation: Final[Literal["compiled", "python"]] = "python" if speedups is N
 """``"compiled"`` when the compiled parts are built and loaded, else ``"python"``.
 
 ``FLEXT_CTX_PURE_PYTHON=1`` before the first import forces ``"python"``. Both behave
-identically; the compiled parts are faster (today: the statistics digest and the sync
-drivers, which also add no Python frame between a caller and a decorated function).
+identically; the compiled parts are faster (today: the statistics digest, the wrapper's
+call entry, the sync drivers, which also add no Python frame between a caller and a
+decorated function, and the snapshot updates).
 """

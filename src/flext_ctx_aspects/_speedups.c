@@ -32,6 +32,7 @@
 #include <structmember.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -41,7 +42,7 @@
 
 /* What the Python side expects (_native.ABI): bumped whenever an entry point changes, so a
  * module built from an older source is refused instead of failing at import. */
-#define SPEEDUPS_ABI 7
+#define SPEEDUPS_ABI 8
 
 static double multiplier = 0.0;
 
@@ -311,6 +312,470 @@ now_ns(long long *out)
     Py_DECREF(value);
     return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
 #endif
+}
+
+/* --- Update: a snapshot update run without a frame -----------------------------------------
+ *
+ * _compile emits every snapshot update as Python source. The updates that read nothing of
+ * the call and set built-in fields only (new ids, current values, constants, the trace root:
+ * what the built-in aspects and instrumenting a package make) come with a short program of
+ * the same steps, run here. The ids are drawn from the library's random.Random as the
+ * source draws them (the same bits, in the same order, so a seeded run gives the same ids
+ * in both implementations). A configured id generator, or an external-trace hook where the
+ * program takes a trace root, sends the call to the Python update (`fallback`), and so does
+ * anything but a snapshot tuple: it fails or succeeds exactly as the Python update does. */
+
+enum { OPERAND_SLOT = 0, OPERAND_STEP = 1, OPERAND_CONSTANT = 2 };
+enum { STEP_NEW_ID = 0, STEP_OR_NEW_ID = 1, STEP_COPY = 2, STEP_FIRST = 3 };
+#define UPDATE_MAX_STEPS 32
+
+typedef struct {
+    int kind;
+    Py_ssize_t index;
+} Operand;
+
+typedef struct {
+    int op;
+    Operand a, b;
+} Step;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fallback;  /* the Python update this program was made from */
+    PyObject *constants; /* tuple */
+    Py_ssize_t nsteps, noutputs;
+    Py_ssize_t slots_read; /* the snapshot must have at least this many items */
+    int uses_trace_hook;
+    Step steps[UPDATE_MAX_STEPS];
+    Operand *outputs;
+    vectorcallfunc vectorcall;
+} Update;
+
+static PyObject *g_id_generator = NULL; /* _ids.active_generator: [generator] */
+static PyObject *g_default_id = NULL;   /* _ids.generate_id */
+static PyObject *g_randbits = NULL;     /* _ids.randbits (the library's Random) */
+static PyObject *g_trace_hook = NULL;   /* _trace.external_trace: [hook or None] */
+static PyObject *g_int_128 = NULL;
+
+/* The 128 bits of an id, drawn from _ids.rng's own Mersenne Twister state: what
+ * getrandbits(128) does (four 32-bit words, the first the least significant) without the
+ * call, the int it makes and the conversion back, ~3/4 of an id's cost. The state is
+ * _random.Random's (a C struct not in CPython's headers, unchanged in 3.10-3.13), read only
+ * after configure_updates() has checked this layout against getrandbits on a probe. */
+typedef struct {
+    PyObject_HEAD
+    int index;
+    uint32_t state[624];
+} RandomLayout;
+
+static RandomLayout *g_twister = NULL; /* _ids.rng where its layout was checked, else NULL */
+
+static uint32_t
+twister_word(RandomLayout *random)
+{
+    enum { N = 624, M = 397 };
+    static const uint32_t mag01[2] = {0x0U, 0x9908b0dfU};
+    uint32_t *mt = random->state, y;
+    if (random->index >= N) {
+        int kk;
+        for (kk = 0; kk < N - M; kk++) {
+            y = (mt[kk] & 0x80000000U) | (mt[kk + 1] & 0x7fffffffU);
+            mt[kk] = mt[kk + M] ^ (y >> 1) ^ mag01[y & 0x1U];
+        }
+        for (; kk < N - 1; kk++) {
+            y = (mt[kk] & 0x80000000U) | (mt[kk + 1] & 0x7fffffffU);
+            mt[kk] = mt[kk + (M - N)] ^ (y >> 1) ^ mag01[y & 0x1U];
+        }
+        y = (mt[N - 1] & 0x80000000U) | (mt[0] & 0x7fffffffU);
+        mt[N - 1] = mt[M - 1] ^ (y >> 1) ^ mag01[y & 0x1U];
+        random->index = 0;
+    }
+    y = mt[random->index++];
+    y ^= (y >> 11);
+    y ^= (y << 7) & 0x9d2c5680U;
+    y ^= (y << 15) & 0xefc60000U;
+    y ^= (y >> 18);
+    return y;
+}
+
+/* getrandbits(128).to_bytes(16, "big") from `random`'s state. */
+static void
+twister_bits(RandomLayout *random, unsigned char bytes[16])
+{
+    for (int word = 3; word >= 0; word--) {
+        uint32_t value = twister_word(random);
+        bytes[4 * word] = (unsigned char)(value >> 24);
+        bytes[4 * word + 1] = (unsigned char)(value >> 16);
+        bytes[4 * word + 2] = (unsigned char)(value >> 8);
+        bytes[4 * word + 3] = (unsigned char)value;
+    }
+}
+
+/* (bits or 1).hex() for 16 big-endian bytes. */
+static PyObject *
+id_text(unsigned char bytes[16])
+{
+    int zero = 1;
+    for (int i = 0; i < 16; i++) {
+        zero &= bytes[i] == 0;
+    }
+    if (zero) {
+        bytes[15] = 1; /* `or 1`: never the all-zero (invalid) trace id */
+    }
+    PyObject *text = PyUnicode_New(32, 127);
+    if (text == NULL) {
+        return NULL;
+    }
+    static const char digits[] = "0123456789abcdef";
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = (Py_UCS1)digits[bytes[i] >> 4];
+        out[2 * i + 1] = (Py_UCS1)digits[bytes[i] & 15];
+    }
+    return text;
+}
+
+/* _ids.generate_id(): (randbits(128) or 1).to_bytes(16, "big").hex(). */
+static PyObject *
+new_id(void)
+{
+    unsigned char bytes[16];
+    if (g_twister != NULL) {
+        twister_bits(g_twister, bytes);
+        return id_text(bytes);
+    }
+    PyObject *bits = PyObject_CallOneArg(g_randbits, g_int_128);
+    if (bits == NULL) {
+        return NULL;
+    }
+    if (!PyLong_CheckExact(bits)) {
+        Py_DECREF(bits);
+        PyErr_SetString(PyExc_TypeError, "getrandbits() returned a non-int");
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    Py_ssize_t needed = PyLong_AsNativeBytes(
+        bits, bytes, 16, Py_ASNATIVEBYTES_BIG_ENDIAN | Py_ASNATIVEBYTES_UNSIGNED_BUFFER);
+    int failed = needed < 0 || needed > 16;
+#else
+    int failed = _PyLong_AsByteArray((PyLongObject *)bits, bytes, 16, 0, 0) < 0;
+#endif
+    Py_DECREF(bits);
+    if (failed) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_OverflowError, "getrandbits(128) returned more than 128 bits");
+        }
+        return NULL;
+    }
+    return id_text(bytes);
+}
+
+/* Borrowed. */
+static inline PyObject *
+operand_value(Update *self, PyObject *snapshot, PyObject **values, Operand operand)
+{
+    switch (operand.kind) {
+    case OPERAND_SLOT:
+        return PyTuple_GET_ITEM(snapshot, operand.index);
+    case OPERAND_STEP:
+        return values[operand.index];
+    default:
+        return PyTuple_GET_ITEM(self->constants, operand.index);
+    }
+}
+
+static PyObject *
+Update_vectorcall(Update *self, PyObject *const *argv, size_t nargsf, PyObject *kwnames)
+{
+    PyObject *snapshot = PyVectorcall_NARGS(nargsf) == 4 ? argv[0] : NULL;
+    if (snapshot == NULL || kwnames != NULL || !PyTuple_CheckExact(snapshot) ||
+        PyTuple_GET_SIZE(snapshot) < self->slots_read ||
+        PyList_GET_SIZE(g_id_generator) != 1 ||
+        PyList_GET_ITEM(g_id_generator, 0) != g_default_id ||
+        (self->uses_trace_hook &&
+         (PyList_GET_SIZE(g_trace_hook) != 1 || PyList_GET_ITEM(g_trace_hook, 0) != Py_None))) {
+        return PyObject_Vectorcall(self->fallback, argv, nargsf, kwnames);
+    }
+    PyObject *values[UPDATE_MAX_STEPS];
+    Py_ssize_t done = 0;
+    PyObject *result = NULL;
+    for (; done < self->nsteps; done++) {
+        Step *step = &self->steps[done];
+        PyObject *value = NULL;
+        switch (step->op) {
+        case STEP_NEW_ID:
+            value = new_id();
+            break;
+        case STEP_OR_NEW_ID:
+            value = operand_value(self, snapshot, values, step->a);
+            value = value != Py_None ? Py_NewRef(value) : new_id();
+            break;
+        case STEP_COPY:
+            value = Py_NewRef(operand_value(self, snapshot, values, step->a));
+            break;
+        default: /* STEP_FIRST */
+            value = operand_value(self, snapshot, values, step->a);
+            if (value == Py_None) {
+                value = operand_value(self, snapshot, values, step->b);
+            }
+            Py_INCREF(value);
+        }
+        if (value == NULL) {
+            goto done;
+        }
+        values[done] = value;
+    }
+    result = PyTuple_New(self->noutputs);
+    if (result != NULL) {
+        for (Py_ssize_t i = 0; i < self->noutputs; i++) {
+            PyObject *value = operand_value(self, snapshot, values, self->outputs[i]);
+            PyTuple_SET_ITEM(result, i, Py_NewRef(value));
+        }
+    }
+done:
+    for (Py_ssize_t i = 0; i < done; i++) {
+        Py_DECREF(values[i]);
+    }
+    return result;
+}
+
+/* One (kind, index) pair, checked against what it may refer to. */
+static int
+parse_operand(PyObject *item, Py_ssize_t steps_before, Py_ssize_t nconstants,
+              Py_ssize_t *slots_read, Operand *out)
+{
+    long kind, index;
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+        goto bad;
+    }
+    kind = PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
+    index = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (index < 0 || (kind == OPERAND_STEP && index >= steps_before) ||
+        (kind == OPERAND_CONSTANT && index >= nconstants) ||
+        (kind != OPERAND_SLOT && kind != OPERAND_STEP && kind != OPERAND_CONSTANT)) {
+        goto bad;
+    }
+    if (kind == OPERAND_SLOT && index + 1 > *slots_read) {
+        *slots_read = index + 1;
+    }
+    out->kind = (int)kind;
+    out->index = index;
+    return 0;
+bad:
+    PyErr_Format(PyExc_ValueError, "Update(): invalid operand %R", item);
+    return -1;
+}
+
+static PyObject *
+Update_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *fallback, *constants, *steps, *outputs;
+    int uses_trace_hook;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
+        PyErr_SetString(PyExc_TypeError, "Update() takes its arguments positionally");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OO!O!O!p:Update", &fallback, &PyTuple_Type, &constants,
+                          &PyTuple_Type, &steps, &PyTuple_Type, &outputs, &uses_trace_hook)) {
+        return NULL;
+    }
+    if (g_randbits == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Update(): configure_updates() was not called");
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "Update(): the fallback must be callable");
+        return NULL;
+    }
+    Py_ssize_t nsteps = PyTuple_GET_SIZE(steps), noutputs = PyTuple_GET_SIZE(outputs);
+    if (nsteps > UPDATE_MAX_STEPS) {
+        PyErr_Format(PyExc_ValueError, "Update(): more than %d steps", UPDATE_MAX_STEPS);
+        return NULL;
+    }
+    Update *self = (Update *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->fallback = Py_NewRef(fallback);
+    self->constants = Py_NewRef(constants);
+    self->uses_trace_hook = uses_trace_hook;
+    self->vectorcall = (vectorcallfunc)Update_vectorcall;
+    self->outputs = PyMem_New(Operand, noutputs > 0 ? noutputs : 1);
+    if (self->outputs == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t nconstants = PyTuple_GET_SIZE(constants);
+    for (Py_ssize_t i = 0; i < nsteps; i++) {
+        PyObject *item = PyTuple_GET_ITEM(steps, i);
+        Step *step = &self->steps[i];
+        long op;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 1) {
+            PyErr_Format(PyExc_ValueError, "Update(): invalid step %R", item);
+            goto fail;
+        }
+        op = PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
+        if (op == -1 && PyErr_Occurred()) {
+            goto fail;
+        }
+        Py_ssize_t operands = op == STEP_NEW_ID ? 0 : op == STEP_FIRST ? 2
+                              : (op == STEP_OR_NEW_ID || op == STEP_COPY) ? 1
+                                                                          : -1;
+        if (operands < 0 || PyTuple_GET_SIZE(item) != operands + 1) {
+            PyErr_Format(PyExc_ValueError, "Update(): invalid step %R", item);
+            goto fail;
+        }
+        step->op = (int)op;
+        if (operands >= 1 && parse_operand(PyTuple_GET_ITEM(item, 1), i, nconstants,
+                                           &self->slots_read, &step->a) < 0) {
+            goto fail;
+        }
+        if (operands == 2 && parse_operand(PyTuple_GET_ITEM(item, 2), i, nconstants,
+                                           &self->slots_read, &step->b) < 0) {
+            goto fail;
+        }
+    }
+    self->nsteps = nsteps;
+    for (Py_ssize_t i = 0; i < noutputs; i++) {
+        if (parse_operand(PyTuple_GET_ITEM(outputs, i), nsteps, nconstants, &self->slots_read,
+                          &self->outputs[i]) < 0) {
+            goto fail;
+        }
+    }
+    self->noutputs = noutputs;
+    return (PyObject *)self;
+fail:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static int
+Update_traverse(Update *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fallback); /* its globals may hold what it is reachable from */
+    Py_VISIT(self->constants);
+    return 0;
+}
+
+static int
+Update_clear(Update *self)
+{
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->constants);
+    return 0;
+}
+
+static void
+Update_dealloc(Update *self)
+{
+    PyObject_GC_UnTrack(self);
+    Update_clear(self);
+    PyMem_Free(self->outputs);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* _compile.reads_call(): a program never reads the call (no step can). */
+static PyObject *
+Update_get_reads_call(Update *self, void *closure)
+{
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+Update_get_fallback(Update *self, void *closure)
+{
+    return Py_NewRef(self->fallback);
+}
+
+static PyGetSetDef Update_getset[] = {
+    {"reads_call", (getter)Update_get_reads_call, NULL, "Always False.", NULL},
+    {"fallback", (getter)Update_get_fallback, NULL, "The Python update it was made from.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject UpdateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flext_ctx_aspects._speedups.Update",
+    .tp_basicsize = sizeof(Update),
+    .tp_dealloc = (destructor)Update_dealloc,
+    .tp_vectorcall_offset = offsetof(Update, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Update(fallback, constants, steps, outputs, uses_trace_hook): a snapshot update "
+              "program (see _compile.Program).",
+    .tp_new = Update_new,
+    .tp_traverse = (traverseproc)Update_traverse,
+    .tp_clear = (inquiry)Update_clear,
+    .tp_free = PyObject_GC_Del,
+    .tp_getset = Update_getset,
+};
+
+/* Whether ids drawn from `probe`'s state by twister_bits are `expected` (what
+ * _ids.generate_id drew from a twin of it): the check of RandomLayout. */
+static int
+twister_matches(PyObject *base, PyObject *probe, PyObject *expected)
+{
+    if (!PyType_Check(base) || ((PyTypeObject *)base)->tp_basicsize != sizeof(RandomLayout) ||
+        !PyObject_TypeCheck(probe, (PyTypeObject *)base)) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(expected); i++) {
+        unsigned char bytes[16];
+        twister_bits((RandomLayout *)probe, bytes);
+        PyObject *drawn = id_text(bytes);
+        if (drawn == NULL) {
+            return -1;
+        }
+        int equal = PyObject_RichCompareBool(drawn, PyList_GET_ITEM(expected, i), Py_EQ);
+        Py_DECREF(drawn);
+        if (equal <= 0) {
+            return equal;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+configure_updates(PyObject *module, PyObject *args)
+{
+    PyObject *generator, *default_id, *randbits, *trace_hook, *rng, *base, *probe, *expected;
+    if (!PyArg_ParseTuple(args, "O!OOO!OOOO!", &PyList_Type, &generator, &default_id,
+                          &randbits, &PyList_Type, &trace_hook, &rng, &base, &probe,
+                          &PyList_Type, &expected)) {
+        return NULL;
+    }
+    int matches = twister_matches(base, probe, expected);
+    if (matches < 0) {
+        return NULL;
+    }
+    /* rng must be the instance randbits is bound to, of the checked layout. */
+    PyObject *bound_to = PyObject_GetAttrString(randbits, "__self__");
+    if (bound_to == NULL) {
+        PyErr_Clear();
+        matches = 0;
+    }
+    else {
+        matches = matches && bound_to == rng && PyObject_TypeCheck(rng, (PyTypeObject *)base);
+        Py_DECREF(bound_to);
+    }
+    if (PyList_GET_SIZE(generator) != 1 || PyList_GET_SIZE(trace_hook) != 1) {
+        PyErr_SetString(PyExc_TypeError, "configure_updates(): unexpected shared state");
+        return NULL;
+    }
+    if (g_int_128 == NULL && (g_int_128 = PyLong_FromLong(128)) == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(g_id_generator, Py_NewRef(generator));
+    Py_XSETREF(g_default_id, Py_NewRef(default_id));
+    Py_XSETREF(g_randbits, Py_NewRef(randbits));
+    Py_XSETREF(g_trace_hook, Py_NewRef(trace_hook));
+    Py_XDECREF(g_twister);
+    g_twister = matches ? (RandomLayout *)Py_NewRef(rng) : NULL;
+    return PyBool_FromLong(matches);
 }
 
 typedef struct {
@@ -794,8 +1259,8 @@ driver_run(Driver *self, PyObject *wrapped, PyObject *instance, CallArgs *call)
             PyContextVar_Get(g_snapshot, NULL, &current) < 0) {
             return NULL;
         }
-        PyObject *pushed =
-            PyObject_CallFunctionObjArgs(self->update, current, instance, args, kwargs, NULL);
+        PyObject *update_args[4] = {current != NULL ? current : Py_None, instance, args, kwargs};
+        PyObject *pushed = PyObject_Vectorcall(self->update, update_args, 4, NULL);
         Py_XDECREF(current);
         if (pushed != NULL) {
             snapshot_token = PyContextVar_Set(g_snapshot, pushed);
@@ -1470,6 +1935,8 @@ static PyMethodDef module_methods[] = {
      "entry (once, at import of _engine)."},
     {"adopt_wrapper_type", adopt_wrapper_type, METH_O,
      "Give a Python subclass of wrapper_base() its vectorcall entry (before 3.12)."},
+    {"configure_updates", configure_updates, METH_VARARGS,
+     "Hand the update programs _ids' and _trace's shared state (once, at import of _engine)."},
     {"configure_records", configure_records, METH_VARARGS,
      "Hand the drivers _emit's record path state (once, at import of _engine)."},
     {NULL, NULL, 0, NULL},
@@ -1486,7 +1953,8 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&DigestCoreType) < 0 || PyType_Ready(&DriverType) < 0) {
+    if (PyType_Ready(&DigestCoreType) < 0 || PyType_Ready(&DriverType) < 0 ||
+        PyType_Ready(&UpdateType) < 0) {
         return NULL;
     }
     g_empty_tuple = PyTuple_New(0);
@@ -1511,6 +1979,12 @@ PyInit__speedups(void)
     Py_INCREF(&DriverType);
     if (PyModule_AddObject(module, "Driver", (PyObject *)&DriverType) < 0) {
         Py_DECREF(&DriverType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&UpdateType);
+    if (PyModule_AddObject(module, "Update", (PyObject *)&UpdateType) < 0) {
+        Py_DECREF(&UpdateType);
         Py_DECREF(module);
         return NULL;
     }
