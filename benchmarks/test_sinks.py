@@ -372,25 +372,30 @@ def test_stats_memory_per_name_is_bounded_and_flat(
     ]
     from flext_ctx_aspects.sinks import _sketch, stats
 
-    # Only what the statistics code allocates counts (other threads, pytest, the pool: not).
+    # Only what the statistics code allocates counts (pytest, the pool: not). By file, so a
+    # thread of an earlier benchmark running statistics code meanwhile counts too: hence the
+    # small allowance below, and the allocation sites in the message when it is exceeded.
     only_stats = [
         tracemalloc.Filter(inclusive=True, filename_pattern=stats.__file__),
         tracemalloc.Filter(inclusive=True, filename_pattern=_sketch.__file__),
     ]
+    snapshots: list[tracemalloc.Snapshot] = []
 
     def allocated() -> int:
         snapshot = tracemalloc.take_snapshot().filter_traces(only_stats)
+        snapshots[1:] = [snapshot]  # the first one after the warm-up pass, and the last
         return sum(stat.size for stat in snapshot.statistics("filename"))
 
     chunk = len(pool)
     checkpoints = max(1, calls // chunk // 10)
-    tracemalloc.start()
+    tracemalloc.start(4)
     try:
         before = allocated()
         sink = StatsSink()
         emit = sink.emit
         for record in pool:  # every bin the pool reaches exists after this
             emit(record)
+        snapshots.clear()
         first = allocated() - before
         samples = []
         done = 0
@@ -412,5 +417,7 @@ def test_stats_memory_per_name_is_bounded_and_flat(
     bench.per_call(lambda: None, 1, rounds=1, unit="round")
     # Bounded: the shard, the digest and its bins of one name, after every bin was reached.
     assert first <= 32 * 1024, first
-    # Flat: nothing grows with the number of calls.
-    assert growth <= 0, samples
+    # Flat: nothing grows with the number of calls. 512 bytes is a few one-off blocks (seen
+    # once: 48 bytes, on 3.10 in CI); in full mode a growth of 1 byte per 20,000 calls.
+    grown = [str(stat) for stat in snapshots[-1].compare_to(snapshots[0], "traceback")[:3]]
+    assert growth <= 512, (samples, grown)
