@@ -899,6 +899,28 @@ def test_an_update_program_hands_a_configured_generator_and_a_trace_hook_to_pyth
 
 
 @compiled_only
+def test_a_configured_generator_leaves_programs_without_ids_in_c() -> None:
+    from flext_ctx_aspects import _ids, _state
+
+    handed_over: list[Any] = []
+
+    def fallback(*args: Any) -> Any:
+        handed_over.append(args)
+        return args[0]
+
+    constant_only = _native.speedups.Update(fallback, ("svc",), (), ((2, 0), (0, 1)), False)
+    with_id = _native.speedups.Update(fallback, (), ((0,),), ((1, 0),), False)
+    _ids.set_generator(lambda: "made-by-the-user")
+    try:
+        assert constant_only(_state.EMPTY, None, (), {}) == ("svc", _state.EMPTY[1])
+        assert handed_over == []
+        assert with_id(_state.EMPTY, None, (), {}) is _state.EMPTY
+        assert len(handed_over) == 1
+    finally:
+        _ids.set_generator(_ids.generate_id)
+
+
+@compiled_only
 def test_an_update_program_fails_as_its_python_source_does() -> None:
     native = _update_of(_stacks()["correlation"])
     for bad in (None, (), ("too", "short")):

@@ -247,8 +247,7 @@ class _Emitter:
         A local without one ends the program, unless its value is only used by steps
         written out in full (`program_local`).
         """
-        name = f"v{len(self.lines)}"
-        self.lines.append(f"    {name} = {expression}")
+        name = self.program_local(expression)
         if step is None:
             self.steps = None
         else:
@@ -256,7 +255,7 @@ class _Emitter:
         return name
 
     def program_local(self, expression: str) -> str:
-        """A local the program does without (its steps spell out what reads it)."""
+        """A local of the source alone: the program does without it, or `local` adds its step."""
         name = f"v{len(self.lines)}"
         self.lines.append(f"    {name} = {expression}")
         return name

@@ -321,9 +321,10 @@ now_ns(long long *out)
  * what the built-in aspects and instrumenting a package make) come with a short program of
  * the same steps, run here. The ids are drawn from the library's random.Random as the
  * source draws them (the same bits, in the same order, so a seeded run gives the same ids
- * in both implementations). A configured id generator, or an external-trace hook where the
- * program takes a trace root, sends the call to the Python update (`fallback`), and so does
- * anything but a snapshot tuple: it fails or succeeds exactly as the Python update does. */
+ * in both implementations). A configured id generator where the program makes an id, or an
+ * external-trace hook where it takes a trace root, sends the call to the Python update
+ * (`fallback`), and so does anything but a snapshot tuple: it fails or succeeds exactly as
+ * the Python update does. */
 
 enum { OPERAND_SLOT = 0, OPERAND_STEP = 1, OPERAND_CONSTANT = 2 };
 enum { STEP_NEW_ID = 0, STEP_OR_NEW_ID = 1, STEP_COPY = 2, STEP_FIRST = 3 };
@@ -345,6 +346,7 @@ typedef struct {
     PyObject *constants; /* tuple */
     Py_ssize_t nsteps, noutputs;
     Py_ssize_t slots_read; /* the snapshot must have at least this many items */
+    int draws_ids;         /* a step makes a new id: the generator must be the default */
     int uses_trace_hook;
     Step steps[UPDATE_MAX_STEPS];
     Operand *outputs;
@@ -488,12 +490,12 @@ static PyObject *
 Update_vectorcall(Update *self, PyObject *const *argv, size_t nargsf, PyObject *kwnames)
 {
     PyObject *snapshot = PyVectorcall_NARGS(nargsf) == 4 ? argv[0] : NULL;
+    /* Both lists hold one item (checked by configure_updates; the Python side only ever
+     * assigns item 0). */
     if (snapshot == NULL || kwnames != NULL || !PyTuple_CheckExact(snapshot) ||
         PyTuple_GET_SIZE(snapshot) < self->slots_read ||
-        PyList_GET_SIZE(g_id_generator) != 1 ||
-        PyList_GET_ITEM(g_id_generator, 0) != g_default_id ||
-        (self->uses_trace_hook &&
-         (PyList_GET_SIZE(g_trace_hook) != 1 || PyList_GET_ITEM(g_trace_hook, 0) != Py_None))) {
+        (self->draws_ids && PyList_GET_ITEM(g_id_generator, 0) != g_default_id) ||
+        (self->uses_trace_hook && PyList_GET_ITEM(g_trace_hook, 0) != Py_None)) {
         return PyObject_Vectorcall(self->fallback, argv, nargsf, kwnames);
     }
     PyObject *values[UPDATE_MAX_STEPS];
@@ -629,6 +631,7 @@ Update_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             goto fail;
         }
         step->op = (int)op;
+        self->draws_ids |= op == STEP_NEW_ID || op == STEP_OR_NEW_ID;
         if (operands >= 1 && parse_operand(PyTuple_GET_ITEM(item, 1), i, nconstants,
                                            &self->slots_read, &step->a) < 0) {
             goto fail;
@@ -748,6 +751,10 @@ configure_updates(PyObject *module, PyObject *args)
                           &PyList_Type, &expected)) {
         return NULL;
     }
+    if (PyList_GET_SIZE(generator) != 1 || PyList_GET_SIZE(trace_hook) != 1) {
+        PyErr_SetString(PyExc_TypeError, "configure_updates(): unexpected shared state");
+        return NULL;
+    }
     int matches = twister_matches(base, probe, expected);
     if (matches < 0) {
         return NULL;
@@ -761,10 +768,6 @@ configure_updates(PyObject *module, PyObject *args)
     else {
         matches = matches && bound_to == rng && PyObject_TypeCheck(rng, (PyTypeObject *)base);
         Py_DECREF(bound_to);
-    }
-    if (PyList_GET_SIZE(generator) != 1 || PyList_GET_SIZE(trace_hook) != 1) {
-        PyErr_SetString(PyExc_TypeError, "configure_updates(): unexpected shared state");
-        return NULL;
     }
     if (g_int_128 == NULL && (g_int_128 = PyLong_FromLong(128)) == NULL) {
         return NULL;
