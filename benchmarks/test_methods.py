@@ -3,7 +3,9 @@
 Per call, through the instance (``obj.handle(1)``) and through the class
 (``Service.create(1)``), so each call pays the descriptor binding as real code does. Each
 variant builds its own class with the decorator applied under ``@classmethod``; the floors
-are the closures of ``floors.py``, which bind like any function.
+are the closures of ``floors.py``, which bind like any function. ``timed_python_get`` is
+``@timed`` bound by the Python engine's ``__get__`` while the compiled base's C one is
+active (skipped in pure Python), for the compiled vs pure-Python binding ratio.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from flext_ctx_aspects import _engine, timed
 from floors import fused_floor, timed_floor
 from kit import ASPECTS, SERVICE_NAME, SERVICE_VERSION, USER_ID
 
@@ -21,6 +24,27 @@ CALLS = 1000
 # Compared benchmarks sit next to each other: each pass runs them in this order.
 VARIANTS = ["bare", "floor_timed", "timed", "floor_fused", "fused", "with_correlation", "service",
             "request_scope"]  # fmt: skip
+METHOD_VARIANTS = [*VARIANTS[:3], "timed_python_get", *VARIANTS[3:]]
+
+
+class _PythonGet(_engine.AspectWrapper):  # type: ignore[misc]
+    """The wrapper as the pure-Python engine binds it: a Python ``__get__``."""
+
+    __slots__ = ()  # AspectWrapper's layout, so __class__ can be assigned
+    __get__ = _engine.AspectWrapper._bind_as_attribute
+
+
+_set_class = object.__dict__["__class__"].__set__
+if _engine.VECTORCALL_WRAPPER:
+    _engine.speedups.adopt_wrapper_type(_PythonGet)  # the same call entry as AspectWrapper
+
+
+def _timed_python_get(func: Any) -> Any:
+    if not _engine.VECTORCALL_WRAPPER:
+        pytest.skip("the compiled base is not active: nothing to compare")
+    wrapper = timed(func)
+    _set_class(wrapper, _PythonGet)  # wrapt forwards a plain __class__ assignment
+    return wrapper
 
 
 def _decorator(variant: str, out: list[Any]) -> Callable[[Any], Any]:
@@ -33,6 +57,8 @@ def _decorator(variant: str, out: list[Any]) -> Callable[[Any], Any]:
             func, out, f"{func.__module__}.{func.__qualname__}",
             SERVICE_NAME, SERVICE_VERSION, USER_ID, func.__qualname__,
         )  # fmt: skip
+    if variant == "timed_python_get":
+        return _timed_python_get
     return ASPECTS[variant]
 
 
@@ -51,7 +77,7 @@ def _service_class(decorate: Callable[[Any], Any]) -> type:
 
 
 @pytest.mark.benchmark(group="method")
-@pytest.mark.variants(*VARIANTS)
+@pytest.mark.variants(*METHOD_VARIANTS)
 def test_method(bench: Any, variant: str) -> None:
     times = range(CALLS)
 

@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import types
 from array import array
 from pathlib import Path
 from typing import Any
@@ -695,8 +696,66 @@ def test_a_wrapt_of_another_layout_is_refused() -> None:
     class Other:
         pass
 
+    modes = ("function", "static", "wrapt", "descriptor", "partial")
     with pytest.raises(TypeError, match="layout"):
-        _native.speedups.wrapper_base(Other, "flext_ctx_aspects.function", len)
+        _native.speedups.wrapper_base(Other, "flext_ctx_aspects.function", len, modes)
+    with pytest.raises(TypeError, match="expected 5 binding modes, got 2"):
+        _native.speedups.wrapper_base(
+            _FunctionWrapperBase, "flext_ctx_aspects.function", len, modes[:2]
+        )
+
+
+@vectorcall_only
+def test_the_compiled_base_binds_functions_and_staticmethods_in_c() -> None:
+    # The matrix compares binding with undecorated code; this pins where it happens: the C
+    # __get__ of the base, with no Python __get__ of AspectWrapper in between.
+    from flext_ctx_aspects import _engine, timed
+
+    assert "__get__" not in vars(_engine.AspectWrapper)
+    assert type(_engine.AspectWrapper.__get__).__name__ == "wrapper_descriptor"
+
+    class Owner:
+        @timed
+        def method(self: Any, x: int) -> tuple[Any, int]:
+            return self, x
+
+        @timed
+        @staticmethod
+        def static(x: int) -> int:
+            return x
+
+    owner = Owner()
+    method = vars(Owner)["method"]
+    bound = owner.method
+    assert type(bound) is types.MethodType
+    assert bound.__self__ is owner
+    assert bound.__func__ is method
+    assert bound(3) == (owner, 3)
+    assert Owner.method is method
+    assert method.__get__(None, Owner) is method
+    assert Owner.static is vars(Owner)["static"] is owner.static
+    assert owner.static(4) == 4
+    assert method._self_get == "function"
+    assert vars(Owner)["static"]._self_get == "static"
+
+
+@vectorcall_only
+def test_the_binding_mode_field_takes_known_modes_only() -> None:
+    from flext_ctx_aspects import _engine, timed
+
+    def function() -> int:
+        return 1
+
+    wrapper: Any = timed(function)
+    assert wrapper._self_get is _engine._GET_FUNCTION
+    wrapper._self_get = _engine._GET_STATIC
+    assert wrapper.__get__(object(), object) is wrapper
+    with pytest.raises(ValueError, match=r"_self_get: expected one of .*, got 'bound'"):
+        wrapper._self_get = "bound"
+    assert wrapper._self_get is _engine._GET_STATIC
+    del wrapper._self_get
+    assert wrapper._self_get is _engine._GET_FUNCTION
+    assert type(wrapper.__get__(object(), object)) is types.MethodType
 
 
 @vectorcall_only

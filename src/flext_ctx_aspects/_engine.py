@@ -1046,17 +1046,27 @@ class _BoundAspectWrapper(BoundFunctionWrapper):  # type: ignore[misc]
         return (getattr, (owner, self.__name__))
 
 
+# How a wrapper binds when read as an attribute (_get_mode; AspectWrapper.__get__).
+_GET_FUNCTION: Final = "function"
+_GET_STATIC: Final = "static"
+_GET_WRAPT: Final = "wrapt"
+_GET_DESCRIPTOR: Final = "descriptor"
+_GET_PARTIAL: Final = "partial"
+
+
 def _wrapper_base() -> Any:
     """The wrapper's base: wrapt's C type, with a vectorcall entry of ours where possible.
 
-    ``_speedups.wrapper_base`` subclasses wrapt's C type and calls compiled drivers with the
-    call as received (see there); it refuses a wrapt whose instance layout it does not know,
-    and then wrapt's own ``__call__`` serves, as in pure Python.
+    ``_speedups.wrapper_base`` subclasses wrapt's C type, calls compiled drivers with the
+    call as received and binds in C where ``_bind_as_attribute`` would make a method or
+    nothing (see there); it refuses a wrapt whose instance layout it does not know, and then
+    wrapt's own ``__call__`` serves, as in pure Python.
     """
     if speedups is None or not _WRAPT_COMPILED:
         return _FunctionWrapperBase
+    modes = (_GET_FUNCTION, _GET_STATIC, _GET_WRAPT, _GET_DESCRIPTOR, _GET_PARTIAL)
     try:
-        return speedups.wrapper_base(_FunctionWrapperBase, _FUNCTION_BINDING, _underlying)
+        return speedups.wrapper_base(_FunctionWrapperBase, _FUNCTION_BINDING, _underlying, modes)
     except TypeError:
         return _FunctionWrapperBase
 
@@ -1077,9 +1087,11 @@ class AspectWrapper(_WrapperBase):  # type: ignore[misc]
     __slots__ = ("_self_state",)
     _self_state: tuple[tuple[Any, ...], CallableKind, bool]
     __bound_function_wrapper__ = _BoundAspectWrapper
-    # How __get__ binds (see there): _GET_FUNCTION for the class (set below), set per
-    # instance where it differs.
+    # How the wrapper binds (_bind_as_attribute): set per instance where it is not
+    # _GET_FUNCTION. With the compiled base, a field of it, read by its C __get__.
     _self_get: str
+    if not VECTORCALL_WRAPPER:
+        _self_get = _GET_FUNCTION
 
     def __init__(
         self,
@@ -1109,7 +1121,7 @@ class AspectWrapper(_WrapperBase):  # type: ignore[misc]
     def _self_kind_overridden(self) -> bool:
         return self._self_state[2]
 
-    def __get__(self, instance: Any, owner: Any = None) -> Any:
+    def _bind_as_attribute(self, instance: Any, owner: Any = None) -> Any:
         # wrapt binds by creating a bound wrapper per attribute access (~0.6 µs), which then
         # probes __self__ for staticmethods. Without hooks nothing needs that: a plain function
         # used as a method binds as a function does (a types.MethodType, ~0.25 µs, passing
@@ -1139,6 +1151,10 @@ class AspectWrapper(_WrapperBase):  # type: ignore[misc]
                 bound, instance, self._self_wrapper, None, self._self_binding, self, owner
             )
         return _base_get(self, instance, owner)
+
+    if not VECTORCALL_WRAPPER:
+        # The compiled base does the first three cases in C and calls this for the others.
+        __get__ = _bind_as_attribute
 
     def __set_name__(self, owner: type, name: str) -> None:
         # type() turns a plain function named __init_subclass__ or __class_getitem__ into a
@@ -1237,12 +1253,6 @@ def _deferred_function_wrapper(aspects: tuple[Any, ...], function: Any) -> Aspec
     return wrapper
 
 
-_GET_WRAPT: Final = "wrapt"
-_GET_FUNCTION: Final = "function"
-AspectWrapper._self_get = _GET_FUNCTION  # the default of the class body, by identity
-_GET_STATIC: Final = "static"
-_GET_DESCRIPTOR: Final = "descriptor"
-_GET_PARTIAL: Final = "partial"
 _PARTIAL_WARNING: Final = (
     "functools.partial will be a method descriptor in future Python versions; "
     "wrap it in staticmethod() if you want to preserve the old behavior"

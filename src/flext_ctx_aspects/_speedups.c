@@ -25,7 +25,8 @@
  * of its own, the base of _engine.AspectWrapper. It hands a call, as received, to a compiled
  * driver (which calls the function with the same vector), or to a Python driver in wrapt's
  * four-argument convention, and leaves to wrapt's __call__ whatever wrapt would do
- * differently.
+ * differently. Its __get__ binds a function's stand-in as a function binds (a method
+ * object) and a static one not at all, leaving other bindings to wrapt or to Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -42,7 +43,7 @@
 
 /* What the Python side expects (_native.ABI): bumped whenever an entry point changes, so a
  * module built from an older source is refused instead of failing at import. */
-#define SPEEDUPS_ABI 8
+#define SPEEDUPS_ABI 9
 
 static double multiplier = 0.0;
 
@@ -1582,15 +1583,31 @@ typedef struct {
     PyObject *owner;
 } WraptWrapperLayout;
 
+/* How the wrapper binds when read as an attribute (_engine._get_mode): the first three
+ * are done here, the others by the Python method `_bind_as_attribute`. Zero, the state of a
+ * fresh object, is a function's binding. */
+enum {
+    GET_FUNCTION = 0,
+    GET_STATIC,
+    GET_WRAPT,
+    GET_DESCRIPTOR,
+    GET_PARTIAL,
+    GET_MODES,
+};
+
 typedef struct {
     WraptWrapperLayout base;
     vectorcallfunc vectorcall;
+    int get_mode;
 } AspectWrapperBase;
 
 static PyTypeObject *g_wrapper_base = NULL; /* the type made by wrapper_base() */
 static ternaryfunc g_wrapt_call = NULL;     /* wrapt's __call__ */
 static newfunc g_wrapt_new = NULL;
 static PyObject *g_function_binding = NULL; /* _engine._FUNCTION_BINDING */
+static descrgetfunc g_wrapt_descr_get = NULL;
+static PyObject *g_get_modes = NULL; /* _engine's mode constants, in the enum's order */
+static PyObject *g_str_bind = NULL;  /* "_bind_as_attribute" */
 
 /* Whether wrapt's __call__ would call the driver with (wrapped, None, args, kwargs) as they
  * are: no `enabled` switch, unbound, and not a binding wrapt probes __self__ for. */
@@ -1710,6 +1727,61 @@ AspectWrapperBase_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     return self;
 }
 
+/* Attribute access binds here where the Python engine's __get__ would make a method, or
+ * nothing: its frame and slot call cost several times the call itself on methods. */
+static PyObject *
+AspectWrapperBase_descr_get(PyObject *self, PyObject *instance, PyObject *owner)
+{
+    switch (((AspectWrapperBase *)self)->get_mode) {
+    case GET_FUNCTION:
+        if (instance == NULL || instance == Py_None) {
+            return Py_NewRef(self);
+        }
+        return PyMethod_New(self, instance);
+    case GET_STATIC:
+        return Py_NewRef(self);
+    case GET_WRAPT:
+        return g_wrapt_descr_get(self, instance, owner);
+    default:
+        return PyObject_CallMethodObjArgs(self, g_str_bind, instance ? instance : Py_None,
+                                          owner ? owner : Py_None, NULL);
+    }
+}
+
+static PyObject *
+AspectWrapperBase_get_mode(PyObject *self, void *closure)
+{
+    return Py_NewRef(PyTuple_GET_ITEM(g_get_modes, ((AspectWrapperBase *)self)->get_mode));
+}
+
+static int
+AspectWrapperBase_set_mode(PyObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        ((AspectWrapperBase *)self)->get_mode = GET_FUNCTION;
+        return 0;
+    }
+    for (int mode = 0; mode < GET_MODES; mode++) {
+        PyObject *known = PyTuple_GET_ITEM(g_get_modes, mode);
+        int equal = value == known ? 1 : PyObject_RichCompareBool(value, known, Py_EQ);
+        if (equal < 0) {
+            return -1;
+        }
+        if (equal) {
+            ((AspectWrapperBase *)self)->get_mode = mode;
+            return 0;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "_self_get: expected one of %R, got %R", g_get_modes, value);
+    return -1;
+}
+
+static PyGetSetDef AspectWrapperBase_getset[] = {
+    {"_self_get", AspectWrapperBase_get_mode, AspectWrapperBase_set_mode,
+     "How the wrapper binds when read as an attribute.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyMemberDef AspectWrapperBase_members[] = {
     {"__vectorcalloffset__", T_PYSSIZET, offsetof(AspectWrapperBase, vectorcall), READONLY,
      NULL},
@@ -1732,12 +1804,18 @@ static PyObject *
 wrapper_base(PyObject *module, PyObject *args)
 {
     PyTypeObject *base;
-    PyObject *binding, *probe_target;
-    if (!PyArg_ParseTuple(args, "O!UO:wrapper_base", &PyType_Type, &base, &binding,
-                          &probe_target)) {
+    PyObject *binding, *probe_target, *modes;
+    if (!PyArg_ParseTuple(args, "O!UOO!:wrapper_base", &PyType_Type, &base, &binding,
+                          &probe_target, &PyTuple_Type, &modes)) {
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(modes) != GET_MODES) {
+        PyErr_Format(PyExc_TypeError, "wrapper_base(): expected %d binding modes, got %zd",
+                     GET_MODES, PyTuple_GET_SIZE(modes));
         return NULL;
     }
     if (base->tp_call == NULL || base->tp_new == NULL || base->tp_itemsize != 0 ||
+        base->tp_descr_get == NULL ||
         base->tp_basicsize != (Py_ssize_t)sizeof(WraptWrapperLayout) ||
         !(base->tp_flags & Py_TPFLAGS_BASETYPE)) {
         PyErr_SetString(PyExc_TypeError, "wrapper_base(): not wrapt's FunctionWrapperBase layout");
@@ -1767,6 +1845,8 @@ wrapper_base(PyObject *module, PyObject *args)
         {Py_tp_call, (void *)AspectWrapperBase_call},
         {Py_tp_new, (void *)AspectWrapperBase_new},
         {Py_tp_members, (void *)AspectWrapperBase_members},
+        {Py_tp_getset, (void *)AspectWrapperBase_getset},
+        {Py_tp_descr_get, (void *)AspectWrapperBase_descr_get},
         {Py_tp_doc, (void *)"wrapt's FunctionWrapperBase with a vectorcall entry for drivers."},
         {0, NULL},
     };
@@ -1786,8 +1866,17 @@ wrapper_base(PyObject *module, PyObject *args)
     if (type == NULL) {
         return NULL;
     }
+    if (g_str_bind == NULL) {
+        g_str_bind = PyUnicode_InternFromString("_bind_as_attribute");
+        if (g_str_bind == NULL) {
+            Py_DECREF(type);
+            return NULL;
+        }
+    }
     g_wrapt_call = base->tp_call;
     g_wrapt_new = base->tp_new;
+    g_wrapt_descr_get = base->tp_descr_get;
+    Py_XSETREF(g_get_modes, Py_NewRef(modes));
     Py_XSETREF(g_function_binding, Py_NewRef(binding));
     g_wrapper_base = (PyTypeObject *)Py_NewRef(type);
     return type;
@@ -1934,8 +2023,8 @@ static PyMethodDef module_methods[] = {
     {"in_sinks", in_sinks, METH_NOARGS,
      "Whether this thread runs sinks from the compiled record path (finish's guard)."},
     {"wrapper_base", wrapper_base, METH_VARARGS,
-     "wrapper_base(wrapt_base, function_binding, probe): the wrapper type with a vectorcall "
-     "entry (once, at import of _engine)."},
+     "wrapper_base(wrapt_base, function_binding, probe, get_modes): the wrapper type with a "
+     "vectorcall entry and a __get__ of its own (once, at import of _engine)."},
     {"adopt_wrapper_type", adopt_wrapper_type, METH_O,
      "Give a Python subclass of wrapper_base() its vectorcall entry (before 3.12)."},
     {"configure_updates", configure_updates, METH_VARARGS,
