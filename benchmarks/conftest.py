@@ -363,6 +363,7 @@ def pytest_benchmark_update_json(
     mode = MODES[config.getoption("--bench-mode")]
     output_json["flext_bench"] = {
         "mode": mode.name,
+        "engine": flext_ctx_aspects.implementation,
         "passes": mode.passes,
         "clock": config.getoption("--bench-clock"),
         "gc_disabled": bool(config.getoption("benchmark_disable_gc")),

@@ -161,6 +161,7 @@ class Limit:
     goal_text: str = ""
     note: str = ""
     optional: bool = False
+    engine: str = ""  # "compiled" or "python": judged only on runs of that engine
     limits: dict[str, float] = field(default_factory=dict)
 
     def limit_for(self, mode: str) -> float | None:
@@ -168,6 +169,7 @@ class Limit:
 
 
 _KINDS = ("overhead_ratio", "difference_ms", "identity")
+_ENGINES = ("", "compiled", "python")  # flext_ctx_aspects.implementation
 
 
 def load_thresholds(path: Path) -> tuple[list[Limit], dict[str, Any]]:
@@ -200,6 +202,11 @@ def load_thresholds(path: Path) -> tuple[list[Limit], dict[str, Any]]:
             raise GuardError(f"{where} ({ident}): an identity limit lists 'benchmarks'")
         if kind != "identity" and not (raw.get("subject") and raw.get("reference")):
             raise GuardError(f"{where} ({ident}): needs 'subject' and 'reference'")
+        engine = raw.get("engine", "")
+        if engine not in _ENGINES:
+            raise GuardError(
+                f"{where} ({ident}): 'engine' must be one of {_ENGINES[1:]} (got {engine!r})"
+            )
         limits.append(
             Limit(
                 id=ident,
@@ -215,6 +222,7 @@ def load_thresholds(path: Path) -> tuple[list[Limit], dict[str, Any]]:
                 goal_text=raw.get("goal_text", ""),
                 note=raw.get("note", ""),
                 optional=bool(raw.get("optional", False)),
+                engine=engine,
                 limits=mode_limits,
             )
         )
@@ -339,13 +347,21 @@ def evaluate(
     results: dict[str, Measured],
     mode: str,
     default_statistic: str = "min",
+    engine: str = "",
 ) -> list[Outcome]:
-    """Evaluate every limit on one run's results."""
+    """Evaluate every limit on one run's results.
+
+    ``engine`` is the run's ``flext_ctx_aspects.implementation`` (unknown: empty); a limit of
+    the other engine is skipped.
+    """
     outcomes = []
     for limit in limits:
         statistic = limit.statistic or default_statistic
         outcome = Outcome(limit=limit, statistic=statistic, threshold=limit.limit_for(mode))
         outcomes.append(outcome)
+        if limit.engine and engine and limit.engine != engine:
+            outcome.skipped = f"a limit of the {limit.engine} engine; this run measured {engine}"
+            continue
         missing = [name for name in _needed(limit) if name not in results]
         if missing:
             if limit.optional:
@@ -460,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits, settings = load_thresholds(args.thresholds)
         mode = args.mode or (run.get("mode") if run.get("mode") in MODES else "short")
         statistic = args.statistic or settings.get("statistic", "min")
-        outcomes = evaluate(limits, results, mode, statistic)
+        outcomes = evaluate(limits, results, mode, statistic, str(run.get("engine", "")))
     except GuardError as exc:
         print(f"guard: error: {exc}", file=sys.stderr)
         return 2

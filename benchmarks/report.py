@@ -431,7 +431,7 @@ def render(results_path: Path, thresholds_path: Path, mode: str) -> str:
     guarded = settings.get("statistic", "min")
     if guarded not in STATISTICS:
         raise GuardError(f"{thresholds_path}: unknown statistic {guarded!r}")
-    outcomes = evaluate(limits, results, mode, guarded)
+    outcomes = evaluate(limits, results, mode, guarded, str(run.get("engine", "")))
     stamp = str(run.get("datetime") or "")[:16].replace("T", " ") or "date unknown"
     intro = (
         "What the aspects cost per call, measured against hand-written floors doing the same "

@@ -280,6 +280,39 @@ def test_a_missing_benchmark_fails_and_a_missing_optional_peer_is_skipped(
     assert "skip  timed_vs_ddtrace" in captured.out
 
 
+@pytest.mark.parametrize("engine", ["compiled", "python", None])
+def test_a_limit_of_the_compiled_engine_is_judged_on_its_runs_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], engine: str | None
+) -> None:
+    # Record build + dispatch is the compiled engine's goal: 2 µs fails its short limit on a
+    # compiled run, is skipped on a pure-Python one, and judged where the run does not say.
+    slow = dict(HEALTHY)
+    slow["test_stats_per_call[timed_records]"] = 2300
+    document = synthetic_run(slow)
+    if engine is not None:
+        document["flext_bench"]["engine"] = engine
+    status, _ = run_guard(tmp_path, document)
+    captured = capsys.readouterr()
+    if engine == "python":
+        assert status == 0, captured.err
+        assert (
+            "skip  record_build_dispatch: a limit of the compiled engine; this run measured python"
+        ) in captured.out
+    else:
+        assert status == 1
+        assert "FAIL  record_build_dispatch:" in captured.out
+
+
+def test_an_unknown_engine_in_the_thresholds_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "limits.toml"
+    path.write_text(
+        '[[limit]]\nid = "x"\nsubject = "a[b]"\nreference = "a[c]"\nshort = 1\nengine = "pypy"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(guard.GuardError, match=r"'engine' must be one of .*got 'pypy'"):
+        guard.load_thresholds(path)
+
+
 def test_a_decorator_returning_a_wrapper_when_disabled_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
