@@ -141,6 +141,35 @@ def test_bin_key_agrees_with_ddsketch_mapping() -> None:
     assert bin_key(2**63 - 1) <= MAX_KEY
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    durations=st.lists(
+        st.one_of(st.just(0), st.integers(1, 10**4), st.integers(1, 2**63 - 1)),
+        min_size=1,
+        max_size=300,
+    ),
+    fractions=st.lists(
+        st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 0.5, 0.99, 0.999, 1.0, -0.1, 1.5])),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_quantiles_are_what_ddsketch_answers_on_the_same_bins(
+    durations: list[int], fractions: list[float]
+) -> None:
+    # quantiles() runs DDSketch's algorithm on the bins without building the sketch: the
+    # library's own answer on the same bins is the oracle, clamped to [min, max] as there.
+    digest = Digest()
+    for duration in durations:
+        digest.add(duration, failed=False)
+    sketch = digest.sketch()
+    want = tuple(
+        min(max(round(sketch.get_quantile_value(f) or 0.0), digest.min_ns), digest.max_ns)
+        for f in fractions
+    )
+    assert digest.quantiles(tuple(fractions)) == want
+
+
 def test_bins_stay_bounded_over_every_possible_duration() -> None:
     digest = Digest()
     values = [2**exponent for exponent in range(63)] + [2**63 - 1, 2**64]
