@@ -6,6 +6,8 @@ variant builds its own class with the decorator applied under ``@classmethod``; 
 are the closures of ``floors.py``, which bind like any function. ``timed_python_get`` is
 ``@timed`` bound by the Python engine's ``__get__`` while the compiled base's C one is
 active (skipped in pure Python), for the compiled vs pure-Python binding ratio.
+``timed_above`` is ``@timed`` applied above ``@classmethod``, to the classmethod object, as
+the instrumenter applies it (the other classmethod variants decorate the function under it).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def _decorator(variant: str, out: list[Any]) -> Callable[[Any], Any]:
     return ASPECTS[variant]
 
 
-def _service_class(decorate: Callable[[Any], Any]) -> type:
+def _service_class(decorate: Callable[[Any], Any], *, above: bool = False) -> type:
     class Service:
         def handle(self, x: int) -> int:
             return x
@@ -72,7 +74,10 @@ def _service_class(decorate: Callable[[Any], Any]) -> type:
             return x
 
     Service.handle = decorate(Service.__dict__["handle"])  # type: ignore[method-assign]
-    Service.create = classmethod(decorate(Service.__dict__["create"].__func__))  # type: ignore[method-assign, assignment]
+    if above:
+        Service.create = decorate(Service.__dict__["create"])  # type: ignore[method-assign]
+    else:
+        Service.create = classmethod(decorate(Service.__dict__["create"].__func__))  # type: ignore[method-assign, assignment]
     return Service
 
 
@@ -98,14 +103,19 @@ def test_method(bench: Any, variant: str) -> None:
     bench.measure(variant, build)
 
 
+CLASSMETHOD_VARIANTS = [*VARIANTS[:3], "timed_above", *VARIANTS[3:]]
+
+
 @pytest.mark.benchmark(group="classmethod")
-@pytest.mark.variants(*VARIANTS)
+@pytest.mark.variants(*CLASSMETHOD_VARIANTS)
 def test_classmethod(bench: Any, variant: str) -> None:
     times = range(CALLS)
 
     def build(variant: str) -> tuple[Any, int]:
         out: list[Any] = []
-        cls: Any = _service_class(_decorator(variant, out))
+        above = variant == "timed_above"
+        decorate = _decorator("timed" if above else variant, out)
+        cls: Any = _service_class(decorate, above=above)
         assert cls.create(1) == 1
         assert cls().create(1) == 1
         out.clear()

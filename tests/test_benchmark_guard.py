@@ -65,6 +65,7 @@ HEALTHY: dict[str, float] = {
     "test_classmethod[floor_timed]": 780,
     "test_classmethod[floor_fused]": 1560,
     "test_classmethod[timed]": 1500,
+    "test_classmethod[timed_above]": 1700,
     "test_classmethod[fused]": 2500,
     "test_generator_items[bare]": 35,
     "test_generator_items[floor]": 83,

@@ -696,10 +696,10 @@ def test_a_wrapt_of_another_layout_is_refused() -> None:
     class Other:
         pass
 
-    modes = ("function", "static", "wrapt", "descriptor", "partial")
+    modes = ("function", "static", "wrapt", "descriptor", "partial", "classmethod")
     with pytest.raises(TypeError, match="layout"):
         _native.speedups.wrapper_base(Other, "flext_ctx_aspects.function", len, modes)
-    with pytest.raises(TypeError, match="expected 5 binding modes, got 2"):
+    with pytest.raises(TypeError, match="expected 6 binding modes, got 2"):
         _native.speedups.wrapper_base(
             _FunctionWrapperBase, "flext_ctx_aspects.function", len, modes[:2]
         )
@@ -737,6 +737,67 @@ def test_the_compiled_base_binds_functions_and_staticmethods_in_c() -> None:
     assert owner.static(4) == 4
     assert method._self_get == "function"
     assert vars(Owner)["static"]._self_get == "static"
+
+
+@vectorcall_only
+def test_a_classmethod_binds_as_a_method_of_its_functions_wrapper() -> None:
+    # The decorator above @classmethod (as the instrumenter applies it): reading it makes what
+    # classmethod.__get__ makes, a method of the class, of a function wrapper sharing the
+    # driver; one record per call, under the classmethod's name.
+    from flext_ctx_aspects import _engine, timed
+    from flext_ctx_aspects.testing import capture_operations
+
+    class Base:
+        @timed
+        @classmethod
+        def make(cls: Any, x: int) -> tuple[Any, int]:
+            return cls, x
+
+    class Sub(Base):
+        pass
+
+    wrapper = vars(Base)["make"]
+    assert wrapper._self_get == "classmethod"
+    for reader, owner in ((Base, Base), (Sub, Sub), (Sub(), Sub), (Base(), Base)):
+        bound = reader.make
+        assert type(bound) is types.MethodType
+        assert bound.__self__ is owner
+        assert bound.__func__ is wrapper._self_bound_function
+        assert bound.__func__.__wrapped__ is wrapper.__wrapped__.__func__
+        assert bound.__func__._self_wrapper is wrapper._self_wrapper  # the same driver
+    with capture_operations() as ops:
+        assert Sub.make(2) == (Sub, 2)
+        assert Base().make(3) == (Base, 3)
+    assert [op.name for op in ops] == [f"{__name__}.{Base.make.__qualname__}"] * 2
+    assert wrapper.__get__(None, Sub).__self__ is Sub
+
+    # A generator's driver is compiled too until its first call (then it hands calls to the
+    # Python one): bound the same way. Python drivers switched on leave binding to wrapt.
+    previous = _engine.use_compiled_drivers(enabled=False)
+    try:
+
+        class Python:
+            @timed
+            @classmethod
+            def make(cls: Any) -> Any:
+                return cls
+
+    finally:
+        _engine.use_compiled_drivers(enabled=previous)
+
+    class Generating:
+        @timed
+        @classmethod
+        def items(cls: Any) -> Any:
+            yield cls
+
+    assert vars(Python)["make"]._self_get == "wrapt"
+    assert vars(Generating)["items"]._self_get == "classmethod"
+    with capture_operations() as ops:
+        assert Python.make() is Python
+        assert list(Generating.items()) == [Generating]
+        assert list(Generating().items()) == [Generating]
+    assert len(ops) == 3
 
 
 @vectorcall_only

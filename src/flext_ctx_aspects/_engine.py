@@ -1052,6 +1052,7 @@ _GET_STATIC: Final = "static"
 _GET_WRAPT: Final = "wrapt"
 _GET_DESCRIPTOR: Final = "descriptor"
 _GET_PARTIAL: Final = "partial"
+_GET_CLASSMETHOD: Final = "classmethod"
 
 
 def _wrapper_base() -> Any:
@@ -1059,12 +1060,20 @@ def _wrapper_base() -> Any:
 
     ``_speedups.wrapper_base`` subclasses wrapt's C type, calls compiled drivers with the
     call as received and binds in C where ``_bind_as_attribute`` would make a method or
-    nothing (see there); it refuses a wrapt whose instance layout it does not know, and then
-    wrapt's own ``__call__`` serves, as in pure Python.
+    nothing, and instrumented classmethods as ``classmethod.__get__`` would (see there); it
+    refuses a wrapt whose instance layout it does not know, and then wrapt's own
+    ``__call__`` serves, as in pure Python.
     """
     if speedups is None or not _WRAPT_COMPILED:
         return _FunctionWrapperBase
-    modes = (_GET_FUNCTION, _GET_STATIC, _GET_WRAPT, _GET_DESCRIPTOR, _GET_PARTIAL)
+    modes = (  # in the order of the C enum
+        _GET_FUNCTION,
+        _GET_STATIC,
+        _GET_WRAPT,
+        _GET_DESCRIPTOR,
+        _GET_PARTIAL,
+        _GET_CLASSMETHOD,
+    )
     try:
         return speedups.wrapper_base(_FunctionWrapperBase, _FUNCTION_BINDING, _underlying, modes)
     except TypeError:
@@ -1133,6 +1142,10 @@ class AspectWrapper(_WrapperBase):  # type: ignore[misc]
             return self if instance is None else _MethodType(self, instance)
         if how is _GET_STATIC:
             return self
+        if how is _GET_CLASSMETHOD and (instance is not None or owner is not None):
+            # A classmethod binds its function to the class: here the function's wrapper.
+            cls = type(instance) if owner is None else owner
+            return _MethodType(self._self_bound_function, cls)
         if how is _GET_PARTIAL:
             # 3.13 warns when a partial is read through an instance. Its C __get__ blames
             # the running Python frame, which would be this one: warn for the caller instead.
@@ -1214,6 +1227,23 @@ def _new_wrapper(
     _wrapper_init(wrapper, base, None, driver, None, binding)
     _set_state(wrapper, (aspects, kind, overridden))
     get_mode = _get_mode(base, binding, hooks)
+    if (
+        get_mode is _GET_WRAPT
+        and binding == "classmethod"
+        and not hooks
+        and VECTORCALL_WRAPPER
+        and type(driver) is _Driver
+        and type(base) is classmethod
+        and type(base.__func__) is _FunctionType
+    ):
+        # Bound like the classmethod (a method of the class, ~0.25 µs) rather than by
+        # wrapt's bound wrapper (~0.75 µs): a function wrapper sharing the driver is bound
+        # instead, so releasing the driver (uninstrument) releases both.
+        get_mode = _GET_CLASSMETHOD
+        function = _new_wrapper(
+            base.__func__, driver, _FUNCTION_BINDING, aspects, kind, overridden, hooks=False
+        )
+        _set_attribute(wrapper, "_self_bound_function", function)
     if get_mode is not _GET_FUNCTION:
         _set_attribute(wrapper, "_self_get", get_mode)
     return wrapper
@@ -1287,6 +1317,7 @@ def _get_mode(wrapped: Any, binding: str, hooks: bool) -> str:
 
 _MethodType: Final = types.MethodType
 _FunctionType: Final = types.FunctionType
+_Driver: Final[Any] = None if speedups is None else speedups.Driver
 
 _CO_KIND_FLAGS: Final = (
     inspect.CO_GENERATOR

@@ -24,7 +24,7 @@ __all__ = ["ABI", "ENVIRONMENT_VARIABLE", "implementation", "speedups"]
 
 ENVIRONMENT_VARIABLE: Final = "FLEXT_CTX_PURE_PYTHON"
 # The entry points this source expects of the compiled module (its ABI constant).
-ABI: Final = 9
+ABI: Final = 10
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
 

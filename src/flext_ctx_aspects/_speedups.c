@@ -43,7 +43,7 @@
 
 /* What the Python side expects (_native.ABI): bumped whenever an entry point changes, so a
  * module built from an older source is refused instead of failing at import. */
-#define SPEEDUPS_ABI 9
+#define SPEEDUPS_ABI 10
 
 static double multiplier = 0.0;
 
@@ -1583,15 +1583,16 @@ typedef struct {
     PyObject *owner;
 } WraptWrapperLayout;
 
-/* How the wrapper binds when read as an attribute (_engine._get_mode): the first three
- * are done here, the others by the Python method `_bind_as_attribute`. Zero, the state of a
- * fresh object, is a function's binding. */
+/* How the wrapper binds when read as an attribute (_engine._get_mode): GET_FUNCTION,
+ * GET_STATIC, GET_WRAPT and GET_CLASSMETHOD are done here, the others by the Python method
+ * `_bind_as_attribute`. Zero, the state of a fresh object, is a function's binding. */
 enum {
     GET_FUNCTION = 0,
     GET_STATIC,
     GET_WRAPT,
     GET_DESCRIPTOR,
     GET_PARTIAL,
+    GET_CLASSMETHOD,
     GET_MODES,
 };
 
@@ -1608,6 +1609,7 @@ static PyObject *g_function_binding = NULL; /* _engine._FUNCTION_BINDING */
 static descrgetfunc g_wrapt_descr_get = NULL;
 static PyObject *g_get_modes = NULL; /* _engine's mode constants, in the enum's order */
 static PyObject *g_str_bind = NULL;  /* "_bind_as_attribute" */
+static PyObject *g_str_bound_function = NULL; /* "_self_bound_function" */
 
 /* Whether wrapt's __call__ would call the driver with (wrapped, None, args, kwargs) as they
  * are: no `enabled` switch, unbound, and not a binding wrapt probes __self__ for. */
@@ -1742,6 +1744,22 @@ AspectWrapperBase_descr_get(PyObject *self, PyObject *instance, PyObject *owner)
         return Py_NewRef(self);
     case GET_WRAPT:
         return g_wrapt_descr_get(self, instance, owner);
+    case GET_CLASSMETHOD: {
+        /* What classmethod.__get__ makes (a method of the class), of the same driver's
+         * wrapper around the classmethod's function (_engine._new_wrapper made it). */
+        PyObject *dict = ((WraptWrapperLayout *)self)->proxy.dict;
+        PyObject *function = NULL;
+        if (dict != NULL) {
+            function = PyDict_GetItemWithError(dict, g_str_bound_function);
+            if (function == NULL && PyErr_Occurred()) {
+                return NULL;
+            }
+        }
+        if (function == NULL || (owner == NULL && instance == NULL)) {
+            return g_wrapt_descr_get(self, instance, owner);
+        }
+        return PyMethod_New(function, owner != NULL ? owner : (PyObject *)Py_TYPE(instance));
+    }
     default:
         return PyObject_CallMethodObjArgs(self, g_str_bind, instance ? instance : Py_None,
                                           owner ? owner : Py_None, NULL);
@@ -1868,7 +1886,8 @@ wrapper_base(PyObject *module, PyObject *args)
     }
     if (g_str_bind == NULL) {
         g_str_bind = PyUnicode_InternFromString("_bind_as_attribute");
-        if (g_str_bind == NULL) {
+        g_str_bound_function = PyUnicode_InternFromString("_self_bound_function");
+        if (g_str_bind == NULL || g_str_bound_function == NULL) {
             Py_DECREF(type);
             return NULL;
         }
