@@ -244,6 +244,10 @@ def test_undo_restores_identity_and_leaves_later_patches_alone(
     originals = (module.f, module.g, vars(module.C)["m"], vars(module.C)["k"])
     handle = instrument(config(package))
     stray = module.f
+    stray_classmethod = module.C.k  # bound while instrumented
+    with capture_operations() as operations:
+        assert stray_classmethod() is module.C
+    assert [op.name for op in operations] == [f"{package}.mod.C.k"]
     patched = mock.patch.object(module, "g", return_value="mocked")
     patched.start()
     handle()
@@ -256,6 +260,7 @@ def test_undo_restores_identity_and_leaves_later_patches_alone(
     assert vars(module.C)["k"] is originals[3]
     with capture_operations() as operations:
         assert stray() == 1  # a stray wrapper is now a pass-through
+        assert stray_classmethod() is module.C
     assert operations == []
     handle.uninstrument()  # idempotent
 

@@ -6,15 +6,20 @@ attribute replaced since (``mock.patch``, a reload, user code) is left alone. Af
 every wrapper is *released*: its class becomes `_Released`, whose calls go straight to
 the original (`_ReleasedCompiled` where the driver is compiled: the driver is released too,
 and calls add no Python frame), so references to wrappers that escaped (``handler =
-module.func`` taken while instrumented) keep working without recording anything.
+module.func`` taken while instrumented) keep working without recording anything. The bound
+wrappers wrapt made while instrumented (a classmethod read with the pure engine, aspects
+that read the instance) hold the driver themselves: they are found among the referrers of
+their released parents, in one pass over the collector's objects, and released as well.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import Any, Final, NamedTuple
 
-from flext_ctx_aspects._engine import AspectWrapper
+from flext_ctx_aspects._engine import _GET_DESCRIPTOR, _GET_WRAPT, AspectWrapper
+from flext_ctx_aspects._engine import _BoundAspectWrapper as BoundAspectWrapper
 from flext_ctx_aspects._native import speedups
 
 __all__ = ["Ledger"]
@@ -49,6 +54,24 @@ class _Released(_ReleasedCompiled):
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         return self.__wrapped__(*args, **kwargs)
+
+
+class _ReleasedBound(BoundAspectWrapper):
+    """A bound wrapper of a released wrapper: a pass-through to the bound original."""
+
+    __slots__ = ()
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return self.__wrapped__(*args, **kwargs)
+
+
+def _release_bound(parents: list[Any]) -> None:
+    """Release the bound wrappers wrapt made of ``parents`` that are still referenced."""
+    ids = {id(parent) for parent in parents}
+    for referrer in gc.get_referrers(*parents):
+        # type(), not isinstance(): a wrapt proxy answers __class__ with its wrapped's class.
+        if type(referrer) is BoundAspectWrapper and id(referrer._self_parent) in ids:
+            _set_class(referrer, _ReleasedBound)
 
 
 class _Entry(NamedTuple):
@@ -115,6 +138,7 @@ class Ledger:
                 restored += 1
             else:
                 left += 1
+        binding_by_wrapt = []
         for wrapper in wrappers.values():
             if isinstance(wrapper, _ReleasedCompiled) or not isinstance(wrapper, AspectWrapper):
                 continue
@@ -124,4 +148,8 @@ class Ledger:
                 _set_class(wrapper, _ReleasedCompiled)
             else:
                 _set_class(wrapper, _Released)
+                if wrapper._self_get in (_GET_WRAPT, _GET_DESCRIPTOR):
+                    binding_by_wrapt.append(wrapper)
+        if binding_by_wrapt:
+            _release_bound(binding_by_wrapt)
         return restored, left
