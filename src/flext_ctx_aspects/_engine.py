@@ -1166,7 +1166,8 @@ class AspectWrapper(_WrapperBase):  # type: ignore[misc]
         return _base_get(self, instance, owner)
 
     if not VECTORCALL_WRAPPER:
-        # The compiled base does the first three cases in C and calls this for the others.
+        # The compiled base binds functions, staticmethods, wrapt's bindings and instrumented
+        # classmethods in C, and calls this for the others.
         __get__ = _bind_as_attribute
 
     def __set_name__(self, owner: type, name: str) -> None:

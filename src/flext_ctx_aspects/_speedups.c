@@ -26,7 +26,8 @@
  * driver (which calls the function with the same vector), or to a Python driver in wrapt's
  * four-argument convention, and leaves to wrapt's __call__ whatever wrapt would do
  * differently. Its __get__ binds a function's stand-in as a function binds (a method
- * object) and a static one not at all, leaving other bindings to wrapt or to Python.
+ * object), a static one not at all and an instrumented classmethod as classmethod.__get__
+ * would, leaving other bindings to wrapt or to Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
